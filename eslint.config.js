@@ -1,0 +1,47 @@
+// @ts-check
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['node_modules/', 'dist/', 'cdk.out/', 'coverage/', 'test-output/', '.proto/', '.herald/'] },
+  js.configs.recommended,
+  ...tseslint.configs.strictTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true }],
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      'no-console': 'error',
+      // noUncheckedIndexedAccess makes `list[i]!` after a bounds check the honest idiom.
+      '@typescript-eslint/no-non-null-assertion': 'off',
+      '@typescript-eslint/no-confusing-void-expression': 'off',
+      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false } }],
+    },
+  },
+  {
+    // protocol/ and ports/ are shared with the browser client and every adapter:
+    // they must not reach for Node, AWS or an adapter (STYLE.md, "dependencies point inward").
+    files: ['services/protocol/**/*.ts', 'services/ports/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: ['node:*', '@aws-sdk/*', '**/adapters/**', '**/node/**', 'hono', 'hono/*'] }],
+    },
+  },
+  {
+    files: ['services/adapters/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: ['**/node/**'] }] },
+  },
+  {
+    files: ['scripts/**', 'test/bench/**'],
+    rules: { 'no-console': 'off' },
+  },
+  {
+    files: ['**/*.js', '**/*.mjs'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      parserOptions: { projectService: false },
+      globals: { process: 'readonly', console: 'readonly', URL: 'readonly' },
+    },
+  },
+);

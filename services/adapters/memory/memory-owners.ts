@@ -1,0 +1,70 @@
+import type { ClaimPolicy, ClaimResult, ConnectionRecord, Owners } from '../../ports/owners';
+import { systemClock, type Clock } from '../../ports/clock';
+
+export class MemoryOwners implements Owners {
+  private readonly byUser = new Map<string, ConnectionRecord[]>();
+
+  constructor(private readonly clock: Clock = systemClock) {}
+
+  claim(record: ConnectionRecord, policy: ClaimPolicy): Promise<ClaimResult> {
+    const live = this.live(record.userId);
+    if (policy.mode === 'single') {
+      this.byUser.set(record.userId, [record]);
+      return Promise.resolve({ ok: true, displaced: live });
+    }
+    if (live.length >= policy.maxTabs) {
+      return Promise.resolve({ ok: false, reason: 'too_many_tabs', active: live.length });
+    }
+    this.byUser.set(record.userId, [...live, record]);
+    return Promise.resolve({ ok: true, displaced: [] });
+  }
+
+  release(userId: string, connectionId: string): Promise<void> {
+    const records = this.byUser.get(userId);
+    if (records) {
+      const rest = records.filter((r) => r.connectionId !== connectionId);
+      if (rest.length === 0) this.byUser.delete(userId);
+      else this.byUser.set(userId, rest);
+    }
+    return Promise.resolve();
+  }
+
+  refresh(records: readonly ConnectionRecord[], expiresAtMs: number): Promise<void> {
+    for (const { userId, connectionId } of records) {
+      const stored = this.byUser.get(userId);
+      if (!stored) continue;
+      this.byUser.set(
+        userId,
+        stored.map((r) => (r.connectionId === connectionId ? { ...r, expiresAtMs } : r)),
+      );
+    }
+    return Promise.resolve();
+  }
+
+  locate(userIds: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {
+    const found = new Map<string, readonly string[]>();
+    for (const userId of userIds) {
+      const live = this.live(userId);
+      if (live.length > 0) found.set(userId, [...new Set(live.map((r) => r.nodeId))]);
+    }
+    return Promise.resolve(found);
+  }
+
+  close(): Promise<void> {
+    this.byUser.clear();
+    return Promise.resolve();
+  }
+
+  /** The user's unexpired records; expired ones are dropped on the way. */
+  private live(userId: string): ConnectionRecord[] {
+    const records = this.byUser.get(userId);
+    if (!records) return [];
+    const now = this.clock();
+    const live = records.filter((r) => r.expiresAtMs > now);
+    if (live.length !== records.length) {
+      if (live.length === 0) this.byUser.delete(userId);
+      else this.byUser.set(userId, live);
+    }
+    return live;
+  }
+}

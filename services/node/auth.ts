@@ -1,0 +1,87 @@
+import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose';
+import { HeraldError } from '../protocol/errors';
+import { isValidUserId } from '../protocol/envelope';
+import type { AuthConfig } from './config';
+
+export interface Identity {
+  readonly userId: string;
+  /** From the token's `exp`; the stream is closed then. */
+  readonly expiresAtMs: number;
+}
+
+export interface TokenSources {
+  readonly authorization: string | undefined;
+  readonly cookie: string | undefined;
+}
+
+export type Authenticator = (sources: TokenSources) => Promise<Identity>;
+
+const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+
+/** The token from `Authorization: Bearer`, else from the named cookie. Never from the URL. */
+export function extractToken(sources: TokenSources, cookieName: string): string | undefined {
+  const header = sources.authorization;
+  if (header !== undefined) {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    return match?.[1];
+  }
+  if (sources.cookie === undefined) return undefined;
+  for (const part of sources.cookie.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === cookieName) {
+      const value = part.slice(eq + 1).trim();
+      return value === '' ? undefined : value;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Verifies tokens with jose. The algorithm list is pinned per key type, so
+ * `alg: none` and an HS256 token signed with a public key are both refused.
+ */
+export function createAuthenticator(config: AuthConfig, cookieName: string): Authenticator {
+  const verify = createVerifier(config);
+  return async (sources) => {
+    const token = extractToken(sources, cookieName);
+    if (token === undefined) throw new HeraldError('token_missing', 'send a token as Authorization: Bearer or in the auth cookie');
+    let payload: JWTPayload;
+    try {
+      payload = await verify(token);
+    } catch (error) {
+      throw classify(error);
+    }
+    const { sub, exp } = payload;
+    if (!isValidUserId(sub) || typeof exp !== 'number') {
+      throw new HeraldError('token_invalid', 'the token needs a string `sub` (the user id) and an `exp`');
+    }
+    return { userId: sub, expiresAtMs: exp * 1000 };
+  };
+}
+
+function createVerifier(config: AuthConfig): (token: string) => Promise<JWTPayload> {
+  // `exp` is required: a token without one would hold a stream open forever.
+  const requiredClaims = ['sub', 'exp'];
+  if (config.kind === 'hs256') {
+    const options: JWTVerifyOptions = {
+      algorithms: ['HS256'],
+      requiredClaims,
+      ...(config.issuer === undefined ? {} : { issuer: config.issuer }),
+      ...(config.audience === undefined ? {} : { audience: config.audience }),
+    };
+    return async (token) => (await jwtVerify(token, config.secret, options)).payload;
+  }
+  const keys = createRemoteJWKSet(config.jwksUrl, { cooldownDuration: 30_000, cacheMaxAge: 600_000 });
+  const options: JWTVerifyOptions = { algorithms: ASYMMETRIC, requiredClaims, issuer: config.issuer, audience: config.audience };
+  return async (token) => (await jwtVerify(token, keys, options)).payload;
+}
+
+/** A bad token is the client's problem (401); an unreachable key set is ours (503, retry). */
+function classify(error: unknown): HeraldError {
+  if (error instanceof errors.JWTExpired) return new HeraldError('token_expired', 'the token has expired');
+  const keysUnavailable = error instanceof errors.JWKSTimeout || error instanceof errors.JWKSInvalid || !(error instanceof errors.JOSEError);
+  if (keysUnavailable) {
+    return new HeraldError('unavailable', 'the token keys could not be fetched', { cause: error, retryAfterMs: 2000 });
+  }
+  return new HeraldError('token_invalid', 'the token could not be verified');
+}

@@ -1,0 +1,225 @@
+import { randomBytes } from 'node:crypto';
+import { isLogLevel, type LogLevel } from '../shared/log';
+import { DEFAULT_MAX_DATA_BYTES, MAX_BATCH, MAX_DATA_BYTES_CEILING, MAX_TTL_SECONDS } from '../protocol/limits';
+import type { TabPolicy } from '../protocol/sse-frame';
+import type { RateBudget } from '../ports/rate-limiter';
+
+export type Mode = 'local' | 'aws';
+
+export type AuthConfig =
+  | { readonly kind: 'hs256'; readonly secret: Uint8Array; readonly issuer?: string; readonly audience?: string }
+  | { readonly kind: 'jwks'; readonly jwksUrl: URL; readonly issuer: string; readonly audience: string };
+
+export interface AwsConfig {
+  readonly topicArn: string;
+  readonly tableName: string;
+  readonly queuePrefix: string;
+}
+
+export interface Config {
+  readonly mode: Mode;
+  /** Dev mode: no secret was configured, so this process made its own. Never in `aws` mode. */
+  readonly dev: boolean;
+  readonly host: string;
+  readonly port: number;
+  readonly nodeId: string | undefined;
+  readonly auth: AuthConfig;
+  readonly authCookie: string;
+  /** Bearer token for `POST /publish`; without one the route is not served. */
+  readonly publishToken: string | undefined;
+  readonly tabPolicy: TabPolicy;
+  readonly maxTabs: number;
+  readonly heartbeatMs: number;
+  /** Centre of the jittered `retry:` the stream announces. */
+  readonly retryMs: number;
+  readonly maxQueuedBytes: number;
+  readonly maxConnections: number;
+  readonly connectRatePerAddress: RateBudget;
+  /** Take the client address from the last `X-Forwarded-For` hop (behind the ALB), not the socket. */
+  readonly trustProxy: boolean;
+  readonly maxDataBytes: number;
+  readonly defaultTtlSeconds: number;
+  readonly historyPerUser: number;
+  readonly historyMaxBytes: number;
+  readonly replayLimit: number;
+  readonly publishRate: RateBudget;
+  readonly drainMs: number;
+  readonly logLevel: LogLevel;
+  readonly aws: AwsConfig | undefined;
+}
+
+/** A bad setting: the message names the variable, and start-up stops. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Fargate sends SIGKILL 120 s after SIGTERM at most; the drain and the exit must fit inside. */
+export const MAX_DRAIN_MS = 110_000;
+
+class EnvReader {
+  constructor(private readonly env: Env) {}
+
+  raw(name: string): string | undefined {
+    const value = this.env[name];
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  }
+
+  int(name: string, fallback: number, min: number, max: number): number {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    if (!/^\d+$/.test(value)) throw new ConfigError(name, `expected a whole number, got "${value}"`);
+    const n = Number(value);
+    if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+    return n;
+  }
+
+  oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    if (!(allowed as readonly string[]).includes(value)) {
+      throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got "${value}"`);
+    }
+    return value as T;
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    if (value === 'true' || value === '1') return true;
+    if (value === 'false' || value === '0') return false;
+    throw new ConfigError(name, `must be true or false, got "${value}"`);
+  }
+
+  required(name: string, why: string): string {
+    const value = this.raw(name);
+    if (value === undefined) throw new ConfigError(name, `is required ${why}`);
+    return value;
+  }
+}
+
+function readAuth(read: EnvReader, mode: Mode): { auth: AuthConfig; dev: boolean } {
+  const secret = read.raw('HERALD_JWT_SECRET');
+  const jwks = read.raw('HERALD_JWKS_URL');
+  if (secret !== undefined && jwks !== undefined) {
+    throw new ConfigError('HERALD_JWKS_URL', 'set either HERALD_JWT_SECRET or HERALD_JWKS_URL, not both');
+  }
+  if (jwks !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(jwks);
+    } catch {
+      throw new ConfigError('HERALD_JWKS_URL', 'is not a URL');
+    }
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
+      throw new ConfigError('HERALD_JWKS_URL', 'must be https (plain http only on loopback)');
+    }
+    const why = 'with HERALD_JWKS_URL, so tokens minted for another service are refused';
+    return {
+      auth: { kind: 'jwks', jwksUrl: url, issuer: read.required('HERALD_JWT_ISSUER', why), audience: read.required('HERALD_JWT_AUDIENCE', why) },
+      dev: false,
+    };
+  }
+  if (secret !== undefined) {
+    // RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
+    if (Buffer.byteLength(secret) < 32) throw new ConfigError('HERALD_JWT_SECRET', 'must be at least 32 bytes');
+    const issuer = read.raw('HERALD_JWT_ISSUER');
+    const audience = read.raw('HERALD_JWT_AUDIENCE');
+    return {
+      auth: {
+        kind: 'hs256',
+        secret: new TextEncoder().encode(secret),
+        ...(issuer === undefined ? {} : { issuer }),
+        ...(audience === undefined ? {} : { audience }),
+      },
+      dev: false,
+    };
+  }
+  if (mode === 'aws') {
+    throw new ConfigError('HERALD_JWT_SECRET', 'or HERALD_JWKS_URL is required in aws mode (dev mode is local only)');
+  }
+  return { auth: { kind: 'hs256', secret: randomBytes(32) }, dev: true };
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || host.startsWith('127.');
+}
+
+function readAws(read: EnvReader, mode: Mode): AwsConfig | undefined {
+  if (mode !== 'aws') return undefined;
+  const why = 'in aws mode';
+  const queuePrefix = read.required('HERALD_QUEUE_PREFIX', why);
+  // SQS names are at most 80 characters of [A-Za-z0-9_-]; the node id takes up to 40.
+  if (!/^[A-Za-z0-9_-]{1,39}$/.test(queuePrefix)) {
+    throw new ConfigError('HERALD_QUEUE_PREFIX', 'is 1-39 characters of A-Z a-z 0-9 _ -');
+  }
+  return {
+    topicArn: read.required('HERALD_TOPIC_ARN', why),
+    tableName: read.required('HERALD_TABLE_NAME', why),
+    queuePrefix,
+  };
+}
+
+export function loadConfig(env: Env): Config {
+  const read = new EnvReader(env);
+  const mode = read.oneOf<Mode>('HERALD_MODE', 'local', ['local', 'aws']);
+  const { auth, dev } = readAuth(read, mode);
+  const host = read.raw('HERALD_HOST') ?? (mode === 'aws' ? '0.0.0.0' : '127.0.0.1');
+  if (dev && !isLoopbackHost(host)) {
+    throw new ConfigError('HERALD_HOST', 'dev mode (no HERALD_JWT_SECRET) only listens on loopback; set a secret to listen on other addresses');
+  }
+  const portName = read.raw('HERALD_PORT') === undefined && read.raw('PORT') !== undefined ? 'PORT' : 'HERALD_PORT';
+  const nodeId = read.raw('HERALD_NODE_ID');
+  if (nodeId !== undefined && !/^[A-Za-z0-9_-]{1,40}$/.test(nodeId)) {
+    throw new ConfigError('HERALD_NODE_ID', 'is 1-40 characters of A-Z a-z 0-9 _ -');
+  }
+  const publishToken = read.raw('HERALD_PUBLISH_TOKEN') ?? (dev ? randomBytes(24).toString('base64url') : undefined);
+  if (publishToken !== undefined && publishToken.length < 16) {
+    throw new ConfigError('HERALD_PUBLISH_TOKEN', 'must be at least 16 characters');
+  }
+  const heartbeatMs = read.int('HERALD_HEARTBEAT_MS', 15_000, 1_000, 300_000);
+  const connectRate = read.int('HERALD_CONNECT_RATE_PER_IP', 20, 1, 1_000_000);
+  const publishRate = read.int('HERALD_PUBLISH_RATE', 1_000, 1, 10_000_000);
+
+  return {
+    mode,
+    dev,
+    host,
+    port: read.int(portName, 8080, 0, 65_535),
+    nodeId,
+    auth,
+    authCookie: read.raw('HERALD_AUTH_COOKIE') ?? 'herald_token',
+    publishToken,
+    tabPolicy: read.oneOf<TabPolicy>('HERALD_TAB_POLICY', 'single', ['single', 'multi']),
+    maxTabs: read.int('HERALD_MAX_TABS', 5, 1, 100),
+    heartbeatMs,
+    retryMs: read.int('HERALD_RETRY_MS', 2_000, 100, 600_000),
+    maxQueuedBytes: read.int('HERALD_MAX_QUEUED_BYTES', 1024 * 1024, 16 * 1024, 256 * 1024 * 1024),
+    maxConnections: read.int('HERALD_MAX_CONNECTIONS', 16_000, 1, 10_000_000),
+    connectRatePerAddress: { perSecond: connectRate, burst: read.int('HERALD_CONNECT_BURST_PER_IP', Math.max(100, connectRate), 1, 10_000_000) },
+    trustProxy: read.bool('HERALD_TRUST_PROXY', mode === 'aws'),
+    maxDataBytes: read.int('HERALD_MAX_DATA_BYTES', DEFAULT_MAX_DATA_BYTES, 1, MAX_DATA_BYTES_CEILING),
+    defaultTtlSeconds: read.int('HERALD_HISTORY_TTL_SECONDS', 3_600, 0, MAX_TTL_SECONDS),
+    historyPerUser: read.int('HERALD_HISTORY_SIZE', 100, 1, 100_000),
+    historyMaxBytes: read.int('HERALD_HISTORY_MAX_BYTES', 256 * 1024 * 1024, 1024 * 1024, 64 * 1024 * 1024 * 1024),
+    replayLimit: read.int('HERALD_REPLAY_LIMIT', 1_000, 1, 100_000),
+    // The burst must hold a whole batch, or a full batch could never be accepted.
+    publishRate: { perSecond: publishRate, burst: read.int('HERALD_PUBLISH_BURST', Math.max(2 * publishRate, MAX_BATCH), MAX_BATCH, 100_000_000) },
+    drainMs: read.int('HERALD_DRAIN_MS', 30_000, 0, MAX_DRAIN_MS),
+    logLevel: readLogLevel(read),
+    aws: readAws(read, mode),
+  };
+}
+
+function readLogLevel(read: EnvReader): LogLevel {
+  const value = read.raw('HERALD_LOG_LEVEL') ?? 'info';
+  if (!isLogLevel(value)) throw new ConfigError('HERALD_LOG_LEVEL', `must be debug, info, warn or error, got "${value}"`);
+  return value;
+}

@@ -1,0 +1,245 @@
+import { randomBytes } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { Bus, BusMessage } from '../ports/bus';
+import type { History } from '../ports/history';
+import type { ConnectionRecord, Owners } from '../ports/owners';
+import type { RateLimiter } from '../ports/rate-limiter';
+import { systemClock, type Clock } from '../ports/clock';
+import type { HeraldEvent } from '../protocol/envelope';
+import { HeraldError } from '../protocol/errors';
+import { PING_FRAME, frameClosing, frameEvent, frameReplaced, type CloseReason } from '../protocol/sse-frame';
+import { TokenBucketLimiter } from '../adapters/memory/token-bucket';
+import type { Logger } from '../shared/log';
+import type { Config } from './config';
+import { Connection } from './connection';
+import { Hub } from './hub';
+import { NodeMetrics } from './metrics';
+import { createAuthenticator, type Authenticator } from './auth';
+import { openStream } from './open-stream';
+import { jittered } from './jitter';
+
+export interface NodeDeps {
+  readonly config: Config;
+  readonly bus: Bus;
+  readonly owners: Owners;
+  readonly history: History;
+  readonly publishLimiter: RateLimiter;
+  readonly log: Logger;
+  readonly nodeId: string;
+  readonly clock?: Clock;
+  /** How long a connection record lives without a refresh; a crashed node's records lapse after it. */
+  readonly recordTtlMs?: number;
+}
+
+const PING = Buffer.from(PING_FRAME);
+const RECORD_TTL_MS = 90_000;
+/** Granularity of heartbeats and token-expiry checks: one timer for the whole node, not one per stream. */
+const MAX_TICK_MS = 1_000;
+
+/**
+ * One SSE node: its streams, the bus subscription that feeds them, heartbeats,
+ * token expiry and the drain. Transport-agnostic below `openStream`, which
+ * takes the raw response.
+ */
+export class HeraldNode {
+  readonly hub = new Hub();
+  readonly metrics = new NodeMetrics();
+  readonly authenticate: Authenticator;
+  readonly clock: Clock;
+  readonly recordTtlMs: number;
+  private readonly connectLimiter: TokenBucketLimiter;
+  private ticker: NodeJS.Timeout | undefined;
+  private refresher: NodeJS.Timeout | undefined;
+  private drainState: Promise<void> | undefined;
+
+  constructor(readonly deps: NodeDeps) {
+    this.clock = deps.clock ?? systemClock;
+    this.recordTtlMs = deps.recordTtlMs ?? RECORD_TTL_MS;
+    this.authenticate = createAuthenticator(deps.config.auth, deps.config.authCookie);
+    this.connectLimiter = new TokenBucketLimiter(deps.config.connectRatePerAddress, this.clock);
+  }
+
+  get nodeId(): string {
+    return this.deps.nodeId;
+  }
+
+  get draining(): boolean {
+    return this.drainState !== undefined;
+  }
+
+  async start(): Promise<void> {
+    await this.deps.bus.start(this.nodeId, (message) => this.onBusMessage(message));
+    const tickMs = Math.min(MAX_TICK_MS, Math.floor(this.deps.config.heartbeatMs / 4));
+    this.ticker = setInterval(() => this.tick(), tickMs);
+    this.refresher = setInterval(() => void this.refreshRecords(), Math.floor(this.recordTtlMs / 3));
+    this.deps.log.info('node.started', { nodeId: this.nodeId, mode: this.deps.config.mode, policy: this.deps.config.tabPolicy });
+  }
+
+  /** Refuses a new stream before any work is done for it: draining, full, or too many connects from one address. */
+  admit(clientAddress: string): void {
+    if (this.draining) throw new HeraldError('draining', 'this node is shutting down; reconnect', { retryAfterMs: 1000 });
+    if (this.hub.size >= this.deps.config.maxConnections) {
+      throw new HeraldError('node_full', 'this node holds its maximum of connections', { retryAfterMs: 5000 });
+    }
+    const decision = this.connectLimiter.takeNow(clientAddress);
+    if (!decision.allowed) {
+      throw new HeraldError('too_many_connects', 'too many new connections from this address', { retryAfterMs: decision.retryAfterMs });
+    }
+  }
+
+  open(res: ServerResponse, userId: string, expiresAtMs: number, lastEventId: string | undefined): Promise<void> {
+    const connection = new Connection(
+      randomBytes(9).toString('base64url'),
+      userId,
+      expiresAtMs,
+      this.clock(),
+      res,
+      this.deps.config.maxQueuedBytes,
+      (c, reason) => this.onClosed(c, reason),
+    );
+    // Spread first pings over one period so a burst of connects does not ping in lockstep.
+    connection.nextPingAtMs = connection.connectedAtMs + Math.random() * this.deps.config.heartbeatMs;
+    res.on('close', () => connection.close('client_closed'));
+    return openStream(this, connection, res, lastEventId);
+  }
+
+  record(connection: Connection): ConnectionRecord {
+    return {
+      userId: connection.userId,
+      connectionId: connection.id,
+      nodeId: this.nodeId,
+      connectedAtMs: connection.connectedAtMs,
+      expiresAtMs: this.clock() + this.recordTtlMs,
+    };
+  }
+
+  /** Closes another tab of the same user, on this node or, through the bus, on the node that holds it. */
+  displace(record: ConnectionRecord, byConnectionId: string): void {
+    if (record.nodeId === this.nodeId) {
+      this.replaceLocal(record.userId, record.connectionId, byConnectionId);
+      return;
+    }
+    const message: BusMessage = { kind: 'replace', userId: record.userId, connectionId: record.connectionId, byConnectionId };
+    this.deps.bus.send(message, { node: record.nodeId }).catch((error: unknown) => {
+      this.deps.log.warn('connection.replace_failed', { connectionId: record.connectionId, nodeId: record.nodeId, error });
+    });
+  }
+
+  /**
+   * Starts the drain: health turns 503, new streams are refused, and open ones
+   * are closed at random instants spread over the drain window, each with a
+   * jittered `retry:`, so their reconnects reach the other nodes as a trickle.
+   */
+  drain(): Promise<void> {
+    this.drainState ??= this.runDrain();
+    return this.drainState;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.ticker);
+    clearInterval(this.refresher);
+    for (const connection of this.hub.snapshot()) this.closeWith(connection, 'draining');
+    await this.deps.bus.close();
+    this.deps.log.info('node.stopped', { nodeId: this.nodeId });
+  }
+
+  /** A drain that began while this stream was opening skipped it; it closes as soon as it is live. */
+  closeIfDraining(connection: Connection): void {
+    if (this.draining) this.closeWith(connection, 'draining');
+  }
+
+  closeWith(connection: Connection, reason: Exclude<CloseReason, 'replaced' | 'client_closed' | 'slow_consumer'>): void {
+    const retryMs = reason === 'draining' ? jittered(this.deps.config.retryMs, 1) : jittered(this.deps.config.retryMs, 0.5);
+    connection.close(reason, Buffer.from(frameClosing(reason, retryMs)));
+  }
+
+  private async runDrain(): Promise<void> {
+    const windowMs = this.deps.config.drainMs;
+    const connections = this.hub.snapshot();
+    this.deps.log.info('node.draining', { nodeId: this.nodeId, connections: connections.length, windowMs });
+    const closes = connections.map(
+      (connection) =>
+        new Promise<void>((resolve) => {
+          setTimeout(() => {
+            this.closeWith(connection, 'draining');
+            resolve();
+          }, Math.random() * windowMs);
+        }),
+    );
+    await Promise.all(closes);
+    // Streams that were still opening when the drain began close as they go live (see openStream).
+  }
+
+  private onBusMessage(message: BusMessage): Promise<void> {
+    this.metrics.busMessages++;
+    if (message.kind === 'deliver') this.deliver(message.event);
+    else this.replaceLocal(message.userId, message.connectionId, message.byConnectionId);
+    return Promise.resolve();
+  }
+
+  /** Frames the event once and hands the same bytes to every recipient on this node. */
+  private deliver(event: HeraldEvent): void {
+    const frame = Buffer.from(frameEvent(event));
+    let written = 0;
+    let dropped = 0;
+    const push = (connection: Connection): void => {
+      const outcome = connection.push(frame, event.id);
+      if (outcome === 'written') written++;
+      else if (outcome === 'dropped') dropped++;
+    };
+    if ('all' in event.to) {
+      for (const connection of this.hub.snapshot()) push(connection);
+    } else {
+      for (const userId of event.to.users) {
+        const list = this.hub.of(userId);
+        // Backwards: a push that cuts a slow client removes it from this very list.
+        if (list) for (let i = list.length - 1; i >= 0; i--) push(list[i]!);
+      }
+    }
+    this.metrics.deliveries += written;
+    this.metrics.drops.slow_consumer += dropped;
+    if (written > 0) this.metrics.publishToWrite.observe(Math.max(0, this.clock() - event.publishedAtMs) / 1000);
+  }
+
+  private replaceLocal(userId: string, connectionId: string, byConnectionId: string): void {
+    const connection = this.hub.find(userId, connectionId);
+    if (!connection) return;
+    this.deps.log.info('connection.replaced', { connectionId, byConnectionId });
+    connection.close('replaced', Buffer.from(frameReplaced(connection.id)));
+  }
+
+  private onClosed(connection: Connection, reason: CloseReason): void {
+    this.hub.remove(connection);
+    this.metrics.closed(reason);
+    this.deps.log.info('connection.closed', { connectionId: connection.id, reason, openMs: this.clock() - connection.connectedAtMs });
+    // A replaced tab's record was already overwritten by the claim that displaced it.
+    if (reason === 'replaced') return;
+    this.deps.owners.release(connection.userId, connection.id).catch((error: unknown) => {
+      this.deps.log.warn('owners.release_failed', { connectionId: connection.id, error });
+    });
+  }
+
+  private tick(): void {
+    const now = this.clock();
+    const { heartbeatMs } = this.deps.config;
+    for (const connection of this.hub.snapshot()) {
+      if (connection.state !== 'live') continue;
+      if (connection.expiresAtMs <= now) {
+        this.closeWith(connection, 'token_expired');
+      } else if (connection.nextPingAtMs <= now) {
+        connection.write(PING);
+        connection.nextPingAtMs = Math.max(connection.nextPingAtMs + heartbeatMs, now + heartbeatMs / 2);
+      }
+    }
+  }
+
+  private async refreshRecords(): Promise<void> {
+    const records = this.hub.snapshot().filter((c) => c.state !== 'closed').map((c) => this.record(c));
+    if (records.length === 0) return;
+    try {
+      await this.deps.owners.refresh(records, this.clock() + this.recordTtlMs);
+    } catch (error) {
+      this.deps.log.warn('owners.refresh_failed', { records: records.length, error });
+    }
+  }
+}

@@ -1,0 +1,51 @@
+import type { Connection } from './connection';
+
+/**
+ * This node's open streams, by user. Only bookkeeping: who to write to. What
+ * to write, and when to close, is decided by the node.
+ */
+export class Hub {
+  private readonly byUser = new Map<string, Connection[]>();
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  get users(): number {
+    return this.byUser.size;
+  }
+
+  add(connection: Connection): void {
+    const list = this.byUser.get(connection.userId);
+    if (list) list.push(connection);
+    else this.byUser.set(connection.userId, [connection]);
+    this.count++;
+  }
+
+  remove(connection: Connection): void {
+    const list = this.byUser.get(connection.userId);
+    const index = list ? list.indexOf(connection) : -1;
+    if (!list || index < 0) return;
+    if (list.length === 1) this.byUser.delete(connection.userId);
+    else list.splice(index, 1);
+    this.count--;
+  }
+
+  of(userId: string): readonly Connection[] | undefined {
+    return this.byUser.get(userId);
+  }
+
+  find(userId: string, connectionId: string): Connection | undefined {
+    return this.byUser.get(userId)?.find((c) => c.id === connectionId);
+  }
+
+  /** Every stream. Iterate over a snapshot when the loop may close streams. */
+  *all(): IterableIterator<Connection> {
+    for (const list of this.byUser.values()) yield* list;
+  }
+
+  snapshot(): Connection[] {
+    return [...this.all()];
+  }
+}

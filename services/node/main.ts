@@ -1,0 +1,66 @@
+/**
+ * The node's entry point: the only module with side effects on import. `npm
+ * start` runs its bundle (dist/herald-node.mjs), and so does the container.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createLogger } from '../shared/log';
+import { ConfigError, loadConfig, type Config } from './config';
+import { composeLocal, newNodeId, type Ports } from './compose';
+import { startHerald } from './server';
+
+function fail(event: string, fields: Record<string, unknown>): never {
+  process.stderr.write(JSON.stringify({ ts: new Date().toISOString(), level: 'error', event, ...fields }) + '\n');
+  process.exit(1);
+}
+
+let config: Config;
+try {
+  config = loadConfig(process.env);
+} catch (error) {
+  if (error instanceof ConfigError) fail('config.invalid', { variable: error.variable, message: error.message });
+  throw error;
+}
+
+const log = createLogger({ level: config.logLevel });
+const nodeId = config.nodeId ?? newNodeId();
+
+function composePorts(): Ports {
+  if (config.mode === 'local') return composeLocal(config, log);
+  return fail('config.invalid', { variable: 'HERALD_MODE', message: 'HERALD_MODE: aws mode is not part of this build' });
+}
+
+const herald = await startHerald({ config, ports: composePorts(), log, nodeId });
+
+if (config.dev) {
+  // Secrets go to a file only the owner can read, never to the log.
+  const dir = join(process.cwd(), '.herald');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const secret = config.auth.kind === 'hs256' ? Buffer.from(config.auth.secret).toString('base64url') : '';
+  writeFileSync(join(dir, 'dev.json'), JSON.stringify({ url: herald.url, jwtSecret: secret, publishToken: config.publishToken }, null, 2), { mode: 0o600 });
+  log.warn('node.dev_mode', {
+    message:
+      'DEV MODE: no HERALD_JWT_SECRET set, so this process made random secrets (in .herald/dev.json). ' +
+      'Get a user token with `npm run token -- alice` and the publisher token with `npm run token -- --publisher`. Never run this in production.',
+    url: herald.url,
+  });
+}
+
+let signals = 0;
+const onSignal = (signal: NodeJS.Signals): void => {
+  signals++;
+  if (signals > 1) {
+    log.warn('node.forced_exit', { signal });
+    process.exit(1);
+  }
+  log.info('node.signal', { signal, drainMs: config.drainMs, hint: 'send the signal again to exit at once' });
+  herald.shutdown().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      log.error('node.shutdown_failed', { error });
+      process.exit(1);
+    },
+  );
+};
+process.on('SIGTERM', onSignal);
+process.on('SIGINT', onSignal);

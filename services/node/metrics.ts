@@ -1,0 +1,85 @@
+/**
+ * The node's Prometheus metrics, rendered in text exposition format 0.0.4.
+ * Kept to plain counters and one histogram: the hot path only adds numbers.
+ */
+
+/** Upper bounds, in seconds, of the publish→write latency buckets. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+export type DropReason = 'slow_consumer' | 'closed';
+
+export class Histogram {
+  readonly counts = new Array<number>(LATENCY_BUCKETS.length).fill(0);
+  sum = 0;
+  count = 0;
+
+  observe(seconds: number): void {
+    this.sum += seconds;
+    this.count++;
+    for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
+      if (seconds <= LATENCY_BUCKETS[i]!) {
+        this.counts[i]!++;
+        return;
+      }
+    }
+  }
+
+  render(name: string): string[] {
+    const lines: string[] = [];
+    let cumulative = 0;
+    LATENCY_BUCKETS.forEach((le, i) => {
+      cumulative += this.counts[i]!;
+      lines.push(`${name}_bucket{le="${le}"} ${cumulative}`);
+    });
+    lines.push(`${name}_bucket{le="+Inf"} ${this.count}`, `${name}_sum ${this.sum}`, `${name}_count ${this.count}`);
+    return lines;
+  }
+}
+
+export class NodeMetrics {
+  connectionsOpened = 0;
+  deliveries = 0;
+  replayed = 0;
+  refusals = new Map<string, number>();
+  drops: Record<DropReason, number> = { slow_consumer: 0, closed: 0 };
+  closes = new Map<string, number>();
+  published = 0;
+  busMessages = 0;
+  readonly publishToWrite = new Histogram();
+
+  refused(code: string): void {
+    this.refusals.set(code, (this.refusals.get(code) ?? 0) + 1);
+  }
+
+  closed(reason: string): void {
+    this.closes.set(reason, (this.closes.get(reason) ?? 0) + 1);
+  }
+
+  render(gauges: { connections: number; users: number; draining: boolean }): string {
+    const memory = process.memoryUsage();
+    const cpu = process.cpuUsage();
+    const out: string[] = [];
+    const metric = (name: string, type: string, help: string, samples: string[]): void => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...samples);
+    };
+    const labelled = (name: string, label: string, values: Iterable<[string, number]>): string[] =>
+      [...values].map(([value, n]) => `${name}{${label}="${value}"} ${n}`);
+
+    metric('herald_connections', 'gauge', 'Open event streams on this node.', [`herald_connections ${gauges.connections}`]);
+    metric('herald_users', 'gauge', 'Distinct users with an open stream on this node.', [`herald_users ${gauges.users}`]);
+    metric('herald_draining', 'gauge', '1 while the node is shutting down.', [`herald_draining ${gauges.draining ? 1 : 0}`]);
+    metric('herald_connections_opened_total', 'counter', 'Event streams opened.', [`herald_connections_opened_total ${this.connectionsOpened}`]);
+    metric('herald_connections_closed_total', 'counter', 'Event streams closed, by reason.', labelled('herald_connections_closed_total', 'reason', this.closes));
+    metric('herald_refusals_total', 'counter', 'Requests refused, by error code.', labelled('herald_refusals_total', 'code', this.refusals));
+    metric('herald_deliveries_total', 'counter', 'Events written to streams (live).', [`herald_deliveries_total ${this.deliveries}`]);
+    metric('herald_replayed_total', 'counter', 'Events written to streams from history on reconnect.', [`herald_replayed_total ${this.replayed}`]);
+    metric('herald_drops_total', 'counter', 'Events not written, by reason.', labelled('herald_drops_total', 'reason', Object.entries(this.drops)));
+    metric('herald_published_total', 'counter', 'Notifications accepted by this node\'s publish route.', [`herald_published_total ${this.published}`]);
+    metric('herald_bus_messages_total', 'counter', 'Bus messages handled by this node.', [`herald_bus_messages_total ${this.busMessages}`]);
+    metric('herald_publish_to_write_seconds', 'histogram', 'From publish accepted to the event written to its streams on this node.', this.publishToWrite.render('herald_publish_to_write_seconds'));
+    metric('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.', [`process_resident_memory_bytes ${memory.rss}`]);
+    metric('nodejs_heap_used_bytes', 'gauge', 'V8 heap in use, in bytes.', [`nodejs_heap_used_bytes ${memory.heapUsed}`]);
+    metric('process_cpu_seconds_total', 'counter', 'User and system CPU time spent, in seconds.', [`process_cpu_seconds_total ${(cpu.user + cpu.system) / 1e6}`]);
+    return out.join('\n') + '\n';
+  }
+}

@@ -1,0 +1,112 @@
+import type { ServerResponse } from 'node:http';
+import type { ClaimResult } from '../ports/owners';
+import type { ReplayResult } from '../ports/history';
+import { isEventId } from '../protocol/event-id';
+import { HeraldError } from '../protocol/errors';
+import { frameEvent, frameGap, frameReady, frameReplaced, frameRetry } from '../protocol/sse-frame';
+import type { Connection } from './connection';
+import type { HeraldNode } from './herald-node';
+import { jittered } from './jitter';
+
+/**
+ * Response headers of a stream. `no-transform` keeps proxies from compressing
+ * or buffering it; `X-Accel-Buffering: no` does the same for nginx.
+ */
+export const STREAM_HEADERS = {
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'no-cache, no-transform',
+  'X-Accel-Buffering': 'no',
+} as const;
+
+/**
+ * Opens a stream in the order DESIGN.md requires:
+ *
+ * 1. register in the hub, holding live events;
+ * 2. claim ownership (the single-tab policy displaces older tabs here);
+ * 3. write headers, `retry:` and `ready`;
+ * 4. read and write the replay after `lastEventId`;
+ * 5. release held live events the replay did not carry, and go live.
+ *
+ * Claim (2) before replay (4) is half of the no-loss rule; the publisher's
+ * "history before lookup" is the other half (see services/publisher/publish.ts).
+ * Until step 3 a failure is an HTTP refusal (thrown); after it, it is in band.
+ */
+export async function openStream(node: HeraldNode, connection: Connection, res: ServerResponse, lastEventId: string | undefined): Promise<void> {
+  const { config, owners, log } = node.deps;
+  node.hub.add(connection);
+  const refuse = (error: unknown, release: boolean): never => {
+    connection.discard();
+    node.hub.remove(connection);
+    if (release) void owners.release(connection.userId, connection.id).catch(() => undefined);
+    throw error;
+  };
+
+  let claim: ClaimResult;
+  try {
+    claim = await owners.claim(node.record(connection), config.tabPolicy === 'single' ? { mode: 'single' } : { mode: 'multi', maxTabs: config.maxTabs });
+  } catch (error) {
+    // The write may have landed before the fault surfaced: release is a no-op otherwise.
+    return refuse(error, true);
+  }
+  if (!claim.ok) {
+    return refuse(new HeraldError('too_many_tabs', `this user already has ${claim.active} open streams`, { retryAfterMs: 5000 }), false);
+  }
+  if (connection.state === 'closed') return settleClosedWhileClaiming(node, connection, res);
+  if (node.draining) return refuse(new HeraldError('draining', 'this node is shutting down; reconnect', { retryAfterMs: 1000 }), true);
+  for (const displaced of claim.displaced) node.displace(displaced, connection.id);
+
+  res.writeHead(200, STREAM_HEADERS);
+  const ready = frameReady({ connectionId: connection.id, nodeId: node.nodeId, policy: config.tabPolicy, heartbeatMs: config.heartbeatMs });
+  connection.begin([Buffer.from(frameRetry(jittered(config.retryMs, 0.5)) + ready)]);
+  node.metrics.connectionsOpened++;
+  log.info('connection.opened', { connectionId: connection.id, displaced: claim.displaced.length, resuming: lastEventId !== undefined });
+
+  const sent = await writeReplay(node, connection, lastEventId);
+  if (sent === null) return;
+  node.metrics.deliveries += connection.goLive(sent);
+  node.closeIfDraining(connection);
+}
+
+/** Writes `gap` and the replay; returns the ids it carried, or null if the stream ended. */
+async function writeReplay(node: HeraldNode, connection: Connection, lastEventId: string | undefined): Promise<Set<string> | null> {
+  const sent = new Set<string>();
+  if (lastEventId === undefined) return sent;
+  if (!isEventId(lastEventId)) {
+    // Not an id this system issued: say so, and let the app refetch its state.
+    connection.write(Buffer.from(frameGap(lastEventId, 'unknown_position')));
+    return sent;
+  }
+  let replay: ReplayResult;
+  try {
+    replay = await node.deps.history.since(connection.userId, lastEventId, node.deps.config.replayLimit);
+  } catch (error) {
+    // The position is kept by the browser: closing (it reconnects after `retry`) loses nothing.
+    node.deps.log.warn('history.replay_failed', { connectionId: connection.id, error });
+    node.closeWith(connection, 'server_error');
+    return null;
+  }
+  if (connection.state === 'closed') return null;
+  const frames: Buffer[] = [];
+  if (replay.gap !== null) frames.push(Buffer.from(frameGap(lastEventId, replay.gap)));
+  for (const event of replay.events) {
+    frames.push(Buffer.from(frameEvent(event)));
+    sent.add(event.id);
+  }
+  if (frames.length > 0 && !connection.writeAll(frames)) return null;
+  node.metrics.replayed += replay.events.length;
+  return sent;
+}
+
+/**
+ * The stream closed while its claim was in flight. A client that left has its
+ * record released (it may have been written after the close released nothing);
+ * a tab displaced by an even newer one is told so in band, like any replaced tab.
+ */
+function settleClosedWhileClaiming(node: HeraldNode, connection: Connection, res: ServerResponse): void {
+  if (connection.closedReason === 'replaced') {
+    res.writeHead(200, STREAM_HEADERS);
+    res.end(Buffer.from(frameReplaced(connection.id)));
+    return;
+  }
+  void node.deps.owners.release(connection.userId, connection.id).catch(() => undefined);
+}

@@ -1,0 +1,38 @@
+import type { Hono } from 'hono';
+import type { HttpBindings } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { HeraldError } from '../../protocol/errors';
+import { REPLACED_ID_PREFIX } from '../../protocol/sse-frame';
+import type { HeraldNode } from '../herald-node';
+import { clientAddress } from '../client-address';
+
+/** Query parameters that would carry identity in the URL, where it leaks into logs and history. */
+const IDENTITY_PARAMS = ['userid', 'user', 'uid', 'user_id', 'sub', 'token', 'access_token', 'jwt', 'authorization'];
+
+/**
+ * `GET /events`. The stream response is written straight to Node's
+ * `ServerResponse` rather than through Hono's `streamSSE`: that helper costs
+ * about 44 KB per idle connection (a web ReadableStream, a TransformStream and
+ * their promises, see shared/research/toolchain-spike.md §5) and hangs a writer
+ * on a client that stops reading. Here a stream is a socket, a small object and
+ * Node's own write buffer, capped in bytes.
+ */
+export function eventsRoute(app: Hono<{ Bindings: HttpBindings }>, node: HeraldNode): void {
+  app.get('/events', async (c) => {
+    const lastEventId = c.req.header('last-event-id') || c.req.query('lastEventId') || undefined;
+    // HTML spec: "Clients will reconnect if the connection is closed; a client can
+    // be told to stop reconnecting using the HTTP 204 No Content response code."
+    // A tab that was replaced presents the id of its `replaced` event: stop it.
+    if (lastEventId?.startsWith(REPLACED_ID_PREFIX)) return c.body(null, 204);
+
+    for (const name of Object.keys(c.req.queries())) {
+      if (IDENTITY_PARAMS.includes(name.toLowerCase())) {
+        throw new HeraldError('identity_in_url', `"${name}" is not accepted in the URL: identity comes only from the token`, { field: name });
+      }
+    }
+    node.admit(clientAddress(c.env.incoming, node.deps.config.trustProxy));
+    const identity = await node.authenticate({ authorization: c.req.header('authorization'), cookie: c.req.header('cookie') });
+    await node.open(c.env.outgoing, identity.userId, identity.expiresAtMs, lastEventId);
+    return RESPONSE_ALREADY_SENT;
+  });
+}

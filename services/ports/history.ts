@@ -1,0 +1,36 @@
+import type { HeraldEvent } from '../protocol/envelope';
+import type { GapReason } from '../protocol/sse-frame';
+
+export interface AppendResult {
+  /** False for live-only events (`ttlSeconds` 0), which are never stored. */
+  readonly stored: boolean;
+  /** An event with this id was already stored: it is not stored twice. */
+  readonly duplicate: boolean;
+}
+
+export interface ReplayResult {
+  /** Events after the position, in id order: the user's own and the broadcasts. */
+  readonly events: readonly HeraldEvent[];
+  /** Set when the replay may be missing events, which the stream announces as `gap`. */
+  readonly gap: Exclude<GapReason, 'unknown_position'> | null;
+}
+
+/**
+ * Recent events per user (and for broadcasts), for `Last-Event-ID` replay.
+ *
+ * Contract (every adapter passes `test/contract/history.contract.ts`):
+ * - `append` stores the event for each user of `event.to` (or the broadcast
+ *   stream) until its ttl runs out or the stream's size cap evicts it.
+ * - `since(user, id, limit)` returns stored events with ids greater than `id`,
+ *   ascending, at most `limit`; expired events are never returned.
+ * - `gap` is `history_trimmed` when an event after `id` was evicted or expired
+ *   (the client missed it for good), `replay_limit` when more than `limit`
+ *   remain; otherwise null. An id that was never stored (a live-only event) is
+ *   a valid position.
+ * - Faults reject with a transient `unavailable` HeraldError.
+ */
+export interface History {
+  append(event: HeraldEvent): Promise<AppendResult>;
+  since(userId: string, lastEventId: string, limit: number): Promise<ReplayResult>;
+  close(): Promise<void>;
+}

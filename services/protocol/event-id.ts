@@ -1,0 +1,73 @@
+/**
+ * Event ids are ULIDs: 48 bits of milliseconds then 80 random bits, in Crockford
+ * base32. They sort by time as plain strings, which is what replay needs: "every
+ * event after X" is a string comparison in memory and a key condition in DynamoDB.
+ * Within one process ids are strictly increasing even inside one millisecond.
+ */
+
+const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+const ID_PATTERN = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
+const TIME_CHARS = 10;
+const RANDOM_CHARS = 16;
+
+let lastTimeMs = -1;
+let lastRandom: number[] = [];
+
+function encodeTime(ms: number): string {
+  let out = '';
+  let rest = ms;
+  for (let i = 0; i < TIME_CHARS; i++) {
+    out = ALPHABET.charAt(rest % 32) + out;
+    rest = Math.floor(rest / 32);
+  }
+  return out;
+}
+
+function randomDigits(): number[] {
+  const bytes = new Uint8Array(RANDOM_CHARS);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b & 31);
+}
+
+/** Adds one to a base32 digit array; false on overflow (2^80 ids in one ms). */
+function increment(digits: number[]): boolean {
+  for (let i = digits.length - 1; i >= 0; i--) {
+    const d = digits[i] ?? 0;
+    if (d < 31) {
+      digits[i] = d + 1;
+      return true;
+    }
+    digits[i] = 0;
+  }
+  return false;
+}
+
+/** A new, unique, time-sortable event id. */
+export function newEventId(nowMs: number = Date.now()): string {
+  // A clock that steps back (NTP) must not make ids go backwards in this process.
+  const timeMs = Math.max(nowMs, lastTimeMs);
+  const sameMs = timeMs === lastTimeMs;
+  if (!sameMs || !increment(lastRandom)) {
+    lastTimeMs = sameMs ? timeMs + 1 : timeMs;
+    lastRandom = randomDigits();
+  }
+  let random = '';
+  for (const d of lastRandom) random += ALPHABET.charAt(d);
+  return encodeTime(lastTimeMs) + random;
+}
+
+export function isEventId(value: unknown): value is string {
+  return typeof value === 'string' && ID_PATTERN.test(value);
+}
+
+/** Milliseconds since the epoch encoded in an id. */
+export function eventIdTimeMs(id: string): number {
+  let ms = 0;
+  for (let i = 0; i < TIME_CHARS; i++) ms = ms * 32 + ALPHABET.indexOf(id.charAt(i));
+  return ms;
+}
+
+/** The smallest id of a given millisecond: every id minted at or after `ms` sorts at or above it. */
+export function eventIdFloor(ms: number): string {
+  return encodeTime(ms) + '0'.repeat(RANDOM_CHARS);
+}

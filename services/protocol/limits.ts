@@ -1,0 +1,39 @@
+/**
+ * Protocol limits. Each is enforced in exactly one place and tested at its
+ * boundary. Values that operators may lower live in the node's config instead.
+ */
+
+/** Event names: short, safe in an SSE `event:` line, usable as a JS property. */
+export const EVENT_NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+/**
+ * Names the stream itself uses, and the `EventSource` built-ins `open` and
+ * `error`: an app listening for `error` would otherwise mistake a notification for
+ * a transport failure. `message` stays allowed; it is the natural name for a chat
+ * message and has no control meaning.
+ */
+export const RESERVED_EVENT_NAMES: ReadonlySet<string> = new Set([
+  'ready',
+  'ping',
+  'gap',
+  'replaced',
+  'closing',
+  'open',
+  'error',
+]);
+
+/** Default cap on the serialized `data` of one event (UTF-8 bytes). */
+export const DEFAULT_MAX_DATA_BYTES = 64 * 1024;
+
+/**
+ * Upper bound for the configurable data cap. SNS carries at most 256 KiB per
+ * message including attributes and our routing fields; 200 KiB leaves room.
+ */
+export const MAX_DATA_BYTES_CEILING = 200 * 1024;
+
+export const MAX_RECIPIENTS = 1000;
+export const MAX_USER_ID_LENGTH = 128;
+export const MAX_BATCH = 100;
+
+/** Longest replay retention a publisher may ask for: 7 days. */
+export const MAX_TTL_SECONDS = 7 * 24 * 3600;

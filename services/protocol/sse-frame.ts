@@ -1,0 +1,75 @@
+/**
+ * Server-Sent Events framing (HTML Living Standard, "Server-sent events").
+ * Every frame is built once as a string; the node encodes it once and writes the
+ * same bytes to every recipient. Fields that could break framing are refused
+ * here, never rewritten.
+ */
+import type { HeraldEvent } from './envelope';
+
+/** Prefix of the id carried by `replaced`; a reconnect that presents it is told to stop. */
+export const REPLACED_ID_PREFIX = 'replaced:';
+
+export type TabPolicy = 'single' | 'multi';
+
+export interface ReadyData {
+  readonly connectionId: string;
+  readonly nodeId: string;
+  readonly policy: TabPolicy;
+  readonly heartbeatMs: number;
+}
+
+export type GapReason = 'unknown_position' | 'history_trimmed' | 'replay_limit';
+export type CloseReason = 'draining' | 'token_expired' | 'replaced' | 'slow_consumer' | 'client_closed' | 'server_error';
+
+const LINE_BREAK = /[\r\n]/;
+
+function assertOneLine(field: string, value: string): void {
+  if (LINE_BREAK.test(value)) throw new Error(`SSE ${field} must not contain CR or LF`);
+}
+
+/** A notification. `id` sets the browser's `lastEventId`, which drives replay on reconnect. */
+export function frameEvent(event: Pick<HeraldEvent, 'id' | 'event' | 'data'>): string {
+  assertOneLine('id', event.id);
+  assertOneLine('event', event.event);
+  assertOneLine('data', event.data);
+  return `id: ${event.id}\nevent: ${event.event}\ndata: ${event.data}\n\n`;
+}
+
+/** How long the browser waits before reconnecting; jittered by the caller so a fleet spreads out. */
+export function frameRetry(ms: number): string {
+  return `retry: ${Math.max(0, Math.round(ms))}\n\n`;
+}
+
+// Control events carry no `id:` line, so they never move the browser's
+// lastEventId: replay resumes from the last notification actually received.
+function frameControl(event: string, data: unknown): string {
+  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+export function frameReady(data: ReadyData): string {
+  return frameControl('ready', data);
+}
+
+/**
+ * `EventSource` ignores an event with no data (spec: "if the data buffer is an
+ * empty string … return"), so the ping carries `{}` to be observable by a
+ * client-side watchdog.
+ */
+export const PING_FRAME = frameControl('ping', {});
+
+export function frameGap(lastEventId: string, reason: GapReason): string {
+  return frameControl('gap', { lastEventId, reason });
+}
+
+/**
+ * The old tab's final event. Its id is what the browser sends back as
+ * `Last-Event-ID` if it reconnects, and the node answers that with 204.
+ */
+export function frameReplaced(connectionId: string): string {
+  return `id: ${REPLACED_ID_PREFIX}${connectionId}\nevent: replaced\ndata: ${JSON.stringify({ connectionId })}\n\n`;
+}
+
+export function frameClosing(reason: CloseReason, retryMs?: number): string {
+  const retry = retryMs === undefined ? '' : frameRetry(retryMs);
+  return retry + frameControl('closing', { reason });
+}
