@@ -18,13 +18,13 @@ export type Authenticator = (sources: TokenSources) => Promise<Identity>;
 
 const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 
-/** The token from `Authorization: Bearer`, else from the named cookie. Never from the URL. */
+/**
+ * The token from `Authorization: Bearer`, else from the named cookie. Never from
+ * the URL. Another scheme (a proxy's `Basic`) is not ours and does not hide the cookie.
+ */
 export function extractToken(sources: TokenSources, cookieName: string): string | undefined {
-  const header = sources.authorization;
-  if (header !== undefined) {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    return match?.[1];
-  }
+  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(sources.authorization ?? '');
+  if (bearer?.[1] !== undefined) return bearer[1];
   if (sources.cookie === undefined) return undefined;
   for (const part of sources.cookie.split(';')) {
     const eq = part.indexOf('=');

@@ -148,8 +148,9 @@ function readAuth(read: EnvReader, mode: Mode): { auth: AuthConfig; dev: boolean
   return { auth: { kind: 'hs256', secret: randomBytes(32) }, dev: true };
 }
 
+/** Literal loopback addresses only: a DNS name that merely starts with "127." can point anywhere. */
 function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || host.startsWith('127.');
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
 }
 
 function readAws(read: EnvReader, mode: Mode): AwsConfig | undefined {

@@ -38,9 +38,9 @@ export interface EnvelopeOptions {
 }
 
 const ENVELOPE_KEYS: ReadonlySet<string> = new Set(['id', 'to', 'event', 'data', 'ttl']);
-// Control characters are exactly what this refuses: they would corrupt logs and storage keys.
+// Control characters (C0, DEL, C1) are exactly what this refuses: they corrupt logs and storage keys.
 // eslint-disable-next-line no-control-regex
-const USER_ID_PATTERN = /^[^\u0000-\u001f\u007f]+$/;
+const USER_ID_PATTERN = /^[^\u0000-\u001f\u007f-\u009f]+$/;
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -63,9 +63,6 @@ function parseRecipients(to: unknown): Recipients {
   }
   const users: unknown[] = to.users;
   if (users.length === 0) throw invalid('recipients_invalid', '`to.users` is empty', 'to.users');
-  if (users.length > MAX_RECIPIENTS) {
-    throw invalid('too_many_recipients', `at most ${MAX_RECIPIENTS} users per notification`, 'to.users');
-  }
   users.forEach((user, i) => {
     if (!isValidUserId(user)) {
       throw invalid(
@@ -76,7 +73,11 @@ function parseRecipients(to: unknown): Recipients {
     }
   });
   // Repeating a user is harmless; delivering twice would not be.
-  return { users: [...new Set(users as string[])] };
+  const unique = [...new Set(users as string[])];
+  if (unique.length > MAX_RECIPIENTS) {
+    throw invalid('too_many_recipients', `at most ${MAX_RECIPIENTS} users per notification`, 'to.users');
+  }
+  return { users: unique };
 }
 
 function parseTtl(ttl: unknown, fallback: number): number {
@@ -100,7 +101,13 @@ function parseEventName(event: unknown): string {
 function serializeData(data: unknown, maxBytes: number): string {
   if (data === undefined) throw invalid('envelope_invalid', '`data` is required (any JSON value)', 'data');
   // JSON.stringify escapes CR and LF inside strings, so the result is always one SSE line.
-  const json = JSON.stringify(data);
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(data);
+  } catch {
+    json = undefined; // BigInt, circular: not JSON
+  }
+  if (json === undefined) throw invalid('envelope_invalid', '`data` must be a JSON value', 'data');
   const bytes = utf8Length(json);
   if (bytes > maxBytes) {
     throw invalid('payload_too_large', `data is ${bytes} bytes serialized; the limit is ${maxBytes}`, 'data');

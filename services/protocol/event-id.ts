@@ -44,8 +44,10 @@ function increment(digits: number[]): boolean {
 
 /** A new, unique, time-sortable event id. */
 export function newEventId(nowMs: number = Date.now()): string {
-  // A clock that steps back (NTP) must not make ids go backwards in this process.
-  const timeMs = Math.max(nowMs, lastTimeMs);
+  if (!(nowMs >= 0 && nowMs < 2 ** 48)) throw new RangeError(`event id time out of range: ${nowMs}`);
+  // Whole milliseconds only: a fractional clock would draw fresh randomness inside one
+  // encoded millisecond. And a clock that steps back (NTP) must not make ids go backwards.
+  const timeMs = Math.max(Math.floor(nowMs), lastTimeMs);
   const sameMs = timeMs === lastTimeMs;
   if (!sameMs || !increment(lastRandom)) {
     lastTimeMs = sameMs ? timeMs + 1 : timeMs;

@@ -37,6 +37,7 @@ export function frameEvent(event: Pick<HeraldEvent, 'id' | 'event' | 'data'>): s
 
 /** How long the browser waits before reconnecting; jittered by the caller so a fleet spreads out. */
 export function frameRetry(ms: number): string {
+  if (!Number.isFinite(ms)) throw new RangeError(`retry must be a finite number of ms, got ${ms}`);
   return `retry: ${Math.max(0, Math.round(ms))}\n\n`;
 }
 

@@ -17,9 +17,19 @@ export interface Logger {
 }
 
 const RANK: Readonly<Record<LogLevel, number>> = { debug: 10, info: 20, warn: 30, error: 40 };
+const RESERVED: ReadonlySet<string> = new Set(['ts', 'level', 'event']);
+
+/** Logging never throws into its caller: a field JSON cannot hold (BigInt, a cycle) is replaced. */
+function serialize(record: Record<string, unknown>): string {
+  try {
+    return JSON.stringify(record, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value));
+  } catch {
+    return JSON.stringify({ ts: record.ts, level: record.level, event: record.event, logError: 'fields could not be serialized' });
+  }
+}
 
 export function isLogLevel(value: string): value is LogLevel {
-  return value in RANK;
+  return Object.hasOwn(RANK, value);
 }
 
 /** Errors become plain fields; `cause` chains are followed so wrapped SDK faults stay visible. */
@@ -48,11 +58,14 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 
   const write = (level: LogLevel, event: string, fields?: LogFields): void => {
     if (RANK[level] < threshold) return;
-    const record: Record<string, unknown> = { ts: new Date().toISOString(), level, event, ...base };
-    if (fields) {
-      for (const [key, value] of Object.entries(fields)) record[key] = key === 'error' ? describeError(value) : value;
+    const record: Record<string, unknown> = { ts: new Date().toISOString(), level, event };
+    for (const source of [base, fields ?? {}]) {
+      for (const [key, value] of Object.entries(source)) {
+        // ts, level and event identify the line; a field may not overwrite them.
+        if (!RESERVED.has(key)) record[key] = value instanceof Error ? describeError(value) : value;
+      }
     }
-    sink(JSON.stringify(record));
+    sink(serialize(record));
   };
 
   return {

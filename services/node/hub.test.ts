@@ -1,0 +1,143 @@
+import { describe, expect, it } from 'vitest';
+import { Connection, type StreamSink } from './connection';
+import { Hub } from './hub';
+
+const sink: StreamSink = {
+  write: () => true,
+  end: () => undefined,
+  destroy: () => undefined,
+  cork: () => undefined,
+  uncork: () => undefined,
+  writableLength: 0,
+};
+
+function conn(id: string, userId: string): Connection {
+  return new Connection(id, userId, 0, 0, sink, 1024, () => undefined);
+}
+
+function ids(list: Iterable<Connection> | undefined): string[] {
+  return list === undefined ? [] : [...list].map((c) => c.id);
+}
+
+describe('Hub', () => {
+  it('is empty at first', () => {
+    const hub = new Hub();
+    expect([hub.size, hub.users, hub.of('alice'), hub.snapshot()]).toEqual([0, 0, undefined, []]);
+  });
+
+  it('counts connections and distinct users as they are added', () => {
+    const hub = new Hub();
+    hub.add(conn('a1', 'alice'));
+    hub.add(conn('a2', 'alice'));
+    hub.add(conn('b1', 'bob'));
+    expect([hub.size, hub.users]).toEqual([3, 2]);
+  });
+
+  it('lists a user’s connections in the order they were added', () => {
+    const hub = new Hub();
+    for (const id of ['a1', 'a2', 'a3']) hub.add(conn(id, 'alice'));
+    hub.add(conn('b1', 'bob'));
+    expect(ids(hub.of('alice'))).toEqual(['a1', 'a2', 'a3']);
+    expect(ids(hub.of('bob'))).toEqual(['b1']);
+    expect(hub.of('carol')).toBeUndefined();
+  });
+
+  it('finds a connection by user and id, and only under its own user', () => {
+    const hub = new Hub();
+    const a2 = conn('a2', 'alice');
+    hub.add(conn('a1', 'alice'));
+    hub.add(a2);
+    hub.add(conn('b1', 'bob'));
+    expect(hub.find('alice', 'a2')).toBe(a2);
+    expect(hub.find('bob', 'a2')).toBeUndefined();
+    expect(hub.find('carol', 'a2')).toBeUndefined();
+    expect(hub.find('alice', 'zz')).toBeUndefined();
+  });
+
+  it('removes one connection, keeping the others in order', () => {
+    const hub = new Hub();
+    const a2 = conn('a2', 'alice');
+    hub.add(conn('a1', 'alice'));
+    hub.add(a2);
+    hub.add(conn('a3', 'alice'));
+    hub.remove(a2);
+    expect(ids(hub.of('alice'))).toEqual(['a1', 'a3']);
+    expect([hub.size, hub.users]).toEqual([2, 1]);
+  });
+
+  it('forgets a user whose last connection is removed', () => {
+    const hub = new Hub();
+    const a1 = conn('a1', 'alice');
+    hub.add(a1);
+    hub.add(conn('b1', 'bob'));
+    hub.remove(a1);
+    expect(hub.of('alice')).toBeUndefined();
+    expect([hub.size, hub.users]).toEqual([1, 1]);
+  });
+
+  it('ignores removing a connection it does not hold, or one already removed', () => {
+    const hub = new Hub();
+    const a1 = conn('a1', 'alice');
+    hub.add(a1);
+    hub.add(conn('a2', 'alice'));
+    hub.remove(conn('a1', 'alice')); // same ids, another object
+    hub.remove(conn('x', 'carol'));
+    hub.remove(a1);
+    hub.remove(a1);
+    expect(ids(hub.of('alice'))).toEqual(['a2']);
+    expect([hub.size, hub.users]).toEqual([1, 1]);
+  });
+
+  it('lets a loop remove every connection of a user while iterating the list backwards', () => {
+    const hub = new Hub();
+    for (const id of ['a1', 'a2', 'a3', 'a4']) hub.add(conn(id, 'alice'));
+    hub.add(conn('b1', 'bob'));
+    const list = hub.of('alice')!;
+    const visited: string[] = [];
+    for (let i = list.length - 1; i >= 0; i--) {
+      const c = list[i]!;
+      visited.push(c.id);
+      hub.remove(c);
+    }
+    expect(visited).toEqual(['a4', 'a3', 'a2', 'a1']);
+    expect(hub.of('alice')).toBeUndefined();
+    expect([hub.size, hub.users]).toEqual([1, 1]);
+  });
+
+  it('lets a loop remove some connections while iterating backwards, visiting each once', () => {
+    const hub = new Hub();
+    for (const id of ['a1', 'a2', 'a3', 'a4', 'a5']) hub.add(conn(id, 'alice'));
+    const list = hub.of('alice')!;
+    const visited: string[] = [];
+    for (let i = list.length - 1; i >= 0; i--) {
+      const c = list[i]!;
+      visited.push(c.id);
+      if (c.id !== 'a3') hub.remove(c);
+    }
+    expect(visited).toEqual(['a5', 'a4', 'a3', 'a2', 'a1']);
+    expect(ids(hub.of('alice'))).toEqual(['a3']);
+    expect(hub.size).toBe(1);
+  });
+
+  it('yields every connection from all(), and snapshot() is a copy safe to close from', () => {
+    const hub = new Hub();
+    const all = [conn('a1', 'alice'), conn('b1', 'bob'), conn('a2', 'alice')];
+    for (const c of all) hub.add(c);
+    expect(ids(hub.all())).toEqual(['a1', 'a2', 'b1']);
+    const snapshot = hub.snapshot();
+    for (const c of snapshot) hub.remove(c);
+    expect(ids(snapshot)).toEqual(['a1', 'a2', 'b1']);
+    expect([hub.size, hub.users, ids(hub.all())]).toEqual([0, 0, []]);
+  });
+
+  it('starts a new list for a user who comes back', () => {
+    const hub = new Hub();
+    const a1 = conn('a1', 'alice');
+    hub.add(a1);
+    const oldList = hub.of('alice');
+    hub.remove(a1);
+    hub.add(conn('a2', 'alice'));
+    expect(ids(hub.of('alice'))).toEqual(['a2']);
+    expect(hub.of('alice')).not.toBe(oldList);
+  });
+});
