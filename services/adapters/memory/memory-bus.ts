@@ -54,8 +54,10 @@ export class MemoryBus implements Bus {
   // A microtask, not a direct call: the sender's `await send()` must not run the
   // receiver's code inside its own stack, and microtasks keep send order.
   private dispatch(handler: BusHandler, message: BusMessage): void {
-    queueMicrotask(() => {
-      handler(message).catch((error: unknown) => this.options.onHandlerError?.(error, message));
-    });
+    // Through a promise, so that a handler throwing synchronously is reported like a rejection
+    // instead of escaping the microtask as an uncaught exception.
+    Promise.resolve(message)
+      .then(handler)
+      .catch((error: unknown) => this.options.onHandlerError?.(error, message));
   }
 }

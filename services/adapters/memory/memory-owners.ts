@@ -7,7 +7,8 @@ export class MemoryOwners implements Owners {
   constructor(private readonly clock: Clock = systemClock) {}
 
   claim(record: ConnectionRecord, policy: ClaimPolicy): Promise<ClaimResult> {
-    const live = this.live(record.userId);
+    // A repeated claim of the same connection (a retried write) is not another tab.
+    const live = this.live(record.userId).filter((r) => r.connectionId !== record.connectionId);
     if (policy.mode === 'single') {
       this.byUser.set(record.userId, [record]);
       return Promise.resolve({ ok: true, displaced: live });
@@ -30,12 +31,13 @@ export class MemoryOwners implements Owners {
   }
 
   refresh(records: readonly ConnectionRecord[], expiresAtMs: number): Promise<void> {
+    // Only live records: an expired one counts as gone, and a refresh must not bring it back.
     for (const { userId, connectionId } of records) {
-      const stored = this.byUser.get(userId);
-      if (!stored) continue;
+      const live = this.live(userId);
+      if (live.length === 0) continue;
       this.byUser.set(
         userId,
-        stored.map((r) => (r.connectionId === connectionId ? { ...r, expiresAtMs } : r)),
+        live.map((r) => (r.connectionId === connectionId ? { ...r, expiresAtMs } : r)),
       );
     }
     return Promise.resolve();

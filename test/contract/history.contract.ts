@@ -1,0 +1,271 @@
+/**
+ * What every `History` adapter must do (services/ports/history.ts). Run by
+ * memory-adapters.test.ts and by the AWS suite against dynalite, unchanged.
+ *
+ * A "position" is the `Last-Event-ID` a reconnecting client presents; the
+ * replay is every stored event after it, its own and the broadcasts.
+ */
+import { describe, expect } from 'vitest';
+import type { History } from '../../services/ports/history';
+import type { HeraldEvent } from '../../services/protocol/envelope';
+import { eventIdFloor } from '../../services/protocol/event-id';
+import { DEFAULT_MAX_DATA_BYTES } from '../../services/protocol/limits';
+import { EventBuilder, UNICODE_DATA, dataOfBytes, setUp, type Cleanup, type ContractContext, type ContractOptions, contractIt, type ManualClock } from './fixtures';
+
+export interface HistoryOptions {
+  /** Events kept per user stream and for the broadcast stream; the oldest by id is evicted first. */
+  readonly maxEventsPerStream: number;
+}
+
+export interface HistoryFixture extends Cleanup {
+  /** Reads `context.clock` for expiry. Any other limit it has (bytes, items) must not bite in these tests. */
+  readonly history: History;
+}
+
+/** One fresh, empty store per test, capped as asked. */
+export type HistoryFactory = (context: ContractContext, options: HistoryOptions) => Promise<HistoryFixture>;
+
+/** High enough that only the tests about the cap ever reach it. */
+const ROOMY: HistoryOptions = { maxEventsPerStream: 1_000 };
+const NO_LIMIT = 10_000;
+
+export function describeHistoryContract(name: string, factory: HistoryFactory, options: ContractOptions = {}): void {
+  describe(`History contract: ${name}`, () => {
+    const it = contractIt(options);
+
+    async function open(options: HistoryOptions = ROOMY): Promise<{ history: History; clock: ManualClock; events: EventBuilder; origin: string }> {
+      const { context, fixture } = await setUp((c) => factory(c, options), (f) => f.history.close());
+      // A position before every event of the test: a client that has seen nothing yet.
+      const origin = eventIdFloor(context.clock.now() - 1);
+      return { history: fixture.history, clock: context.clock, events: new EventBuilder(context.clock), origin };
+    }
+
+    async function appendAll(history: History, events: readonly HeraldEvent[]): Promise<void> {
+      for (const event of events) expect(await history.append(event), event.id).toEqual({ stored: true, duplicate: false });
+    }
+
+    describe('append and since', () => {
+      it('returns the events after a position, ascending, and not the one at it', async () => {
+        const { history, events, origin } = await open();
+        const stored = Array.from({ length: 5 }, () => events.to(['alice']));
+        await appendAll(history, stored);
+
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: stored, gap: null });
+        expect(await history.since('alice', stored[1]!.id, NO_LIMIT)).toEqual({ events: stored.slice(2), gap: null });
+        expect(await history.since('alice', stored[4]!.id, NO_LIMIT)).toEqual({ events: [], gap: null });
+      });
+
+      it('returns events intact: name, recipients, ttl, timestamp and unicode data', async () => {
+        const { history, events, origin } = await open();
+        const event = events.to(['alice', 'bob 👋', 'u#1:x'], { event: 'chat.message:v1-x_y', data: UNICODE_DATA, ttlSeconds: 604_800 });
+        await appendAll(history, [event]);
+
+        const { events: replayed } = await history.since('bob 👋', origin, NO_LIMIT);
+        expect(replayed).toEqual([event]);
+        expect(JSON.parse(replayed[0]!.data)).toEqual(UNICODE_DATA);
+      });
+
+      it('stores an event whose data is at the default data limit', async () => {
+        const { history, events, origin } = await open();
+        const event = events.to(['alice'], { data: dataOfBytes(DEFAULT_MAX_DATA_BYTES) });
+        await appendAll(history, [event]);
+
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: [event], gap: null });
+      });
+
+      it("merges the user's events with the broadcasts, in id order, and leaves out other users' events", async () => {
+        const { history, events, origin } = await open();
+        const sequence = [
+          events.to(['alice']),
+          events.toAll(),
+          events.to(['bob']),
+          events.to(['alice', 'bob']),
+          events.toAll(),
+          events.to(['alice']),
+        ];
+        await appendAll(history, sequence);
+
+        const forAlice = sequence.filter((e) => 'all' in e.to || e.to.users.includes('alice'));
+        const forBob = sequence.filter((e) => 'all' in e.to || e.to.users.includes('bob'));
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: forAlice, gap: null });
+        expect(await history.since('bob', origin, NO_LIMIT)).toEqual({ events: forBob, gap: null });
+        expect(await history.since('carol', origin, NO_LIMIT)).toEqual({ events: sequence.filter((e) => 'all' in e.to), gap: null });
+      });
+
+      it('returns events appended out of id order sorted by id', async () => {
+        const { history, events, origin } = await open();
+        const inIdOrder = [events.to(['alice']), events.toAll(), events.to(['alice']), events.to(['alice']), events.toAll()];
+        await appendAll(history, [inIdOrder[3]!, inIdOrder[0]!, inIdOrder[4]!, inIdOrder[2]!, inIdOrder[1]!]);
+
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: inIdOrder, gap: null });
+        expect(await history.since('alice', inIdOrder[1]!.id, NO_LIMIT)).toEqual({ events: inIdOrder.slice(2), gap: null });
+      });
+
+      it('answers a user with no history with nothing and no gap', async () => {
+        const { history, origin } = await open();
+        expect(await history.since('nobody', origin, NO_LIMIT)).toEqual({ events: [], gap: null });
+      });
+    });
+
+    describe('positions', () => {
+      it('takes the id of a live-only event as a position: the events after it, no gap', async () => {
+        const { history, events } = await open();
+        const before = events.to(['alice']);
+        const liveOnly = events.to(['alice'], { ttlSeconds: 0 });
+        const after = [events.to(['alice']), events.toAll()];
+        await appendAll(history, [before]);
+        expect(await history.append(liveOnly)).toEqual({ stored: false, duplicate: false });
+        await appendAll(history, after);
+
+        expect(await history.since('alice', liveOnly.id, NO_LIMIT)).toEqual({ events: after, gap: null });
+      });
+
+      it('takes a fresh id that was never stored as a position', async () => {
+        const { history, events } = await open();
+        const before = [events.to(['alice']), events.toAll()];
+        await appendAll(history, before);
+        const position = events.nextId();
+        const after = [events.toAll(), events.to(['alice'])];
+        await appendAll(history, after);
+
+        expect(await history.since('alice', position, NO_LIMIT)).toEqual({ events: after, gap: null });
+        expect(await history.since('alice', events.nextId(), NO_LIMIT)).toEqual({ events: [], gap: null });
+      });
+
+      it("takes the id of another user's event as a position", async () => {
+        const { history, events } = await open();
+        const sequence = [events.to(['alice']), events.to(['bob']), events.to(['alice'])];
+        await appendAll(history, sequence);
+        const [, others, mine] = sequence as [HeraldEvent, HeraldEvent, HeraldEvent];
+
+        expect(await history.since('alice', others.id, NO_LIMIT)).toEqual({ events: [mine], gap: null });
+      });
+    });
+
+    describe('ttl and duplicates', () => {
+      it('never stores a live-only event (ttl 0)', async () => {
+        const { history, events, origin } = await open();
+        expect(await history.append(events.to(['alice'], { ttlSeconds: 0 }))).toEqual({ stored: false, duplicate: false });
+        expect(await history.append(events.toAll({ ttlSeconds: 0 }))).toEqual({ stored: false, duplicate: false });
+
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: [], gap: null });
+      });
+
+      it('reports an id stored before as a duplicate and replays it once', async () => {
+        const { history, events, origin } = await open();
+        const event = events.to(['alice', 'bob']);
+        const broadcast = events.toAll();
+        await appendAll(history, [event, broadcast]);
+
+        expect(await history.append(event)).toEqual({ stored: true, duplicate: true });
+        expect(await history.append(broadcast)).toEqual({ stored: true, duplicate: true });
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: [event, broadcast], gap: null });
+        expect(await history.since('bob', origin, NO_LIMIT)).toEqual({ events: [event, broadcast], gap: null });
+      });
+
+      it('reports concurrent appends of one id as one store and duplicates', async () => {
+        const { history, events, origin } = await open();
+        const event = events.to(['alice']);
+
+        const results = await Promise.all(Array.from({ length: 5 }, () => history.append(event)));
+
+        expect(results.filter((r) => !r.duplicate)).toHaveLength(1);
+        expect(results.every((r) => r.stored)).toBe(true);
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: [event], gap: null });
+      });
+
+      it('keeps an event until its ttl runs out, and not after', async () => {
+        const { history, clock, events, origin } = await open();
+        const short = events.to(['alice'], { ttlSeconds: 60 });
+        const long = events.to(['alice'], { ttlSeconds: 3600 });
+        await appendAll(history, [short, long]);
+
+        // A second either side: ttl is given in whole seconds, and storage may keep expiry in seconds too.
+        clock.advance(59_000);
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: [short, long], gap: null });
+        clock.advance(2_000);
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: [long], gap: 'history_trimmed' });
+      });
+
+      it('reports expired events after the position as history_trimmed, and not those at or before it', async () => {
+        const { history, clock, events, origin } = await open();
+        const expiring = [events.to(['alice'], { ttlSeconds: 60 }), events.toAll({ ttlSeconds: 60 })];
+        const kept = events.to(['alice']);
+        await appendAll(history, [...expiring, kept]);
+        clock.advance(61_000);
+
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: [kept], gap: 'history_trimmed' });
+        expect(await history.since('alice', expiring[0]!.id, NO_LIMIT)).toEqual({ events: [kept], gap: 'history_trimmed' });
+        expect(await history.since('alice', expiring[1]!.id, NO_LIMIT)).toEqual({ events: [kept], gap: null });
+      });
+
+      it('still reports expired events as history_trimmed after later appends', async () => {
+        const { history, clock, events, origin } = await open();
+        const expiring = events.to(['alice'], { ttlSeconds: 60 });
+        await appendAll(history, [expiring]);
+        clock.advance(120_000);
+        const later = [events.to(['alice']), events.to(['bob']), events.toAll()];
+        await appendAll(history, later);
+
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: [later[0], later[2]], gap: 'history_trimmed' });
+        expect(await history.since('alice', expiring.id, NO_LIMIT)).toEqual({ events: [later[0], later[2]], gap: null });
+      });
+    });
+
+    describe('limit', () => {
+      it('returns the first `limit` events with replay_limit when more remain', async () => {
+        const { history, events, origin } = await open();
+        const stored = [events.to(['alice']), events.toAll(), events.to(['alice']), events.toAll(), events.to(['alice'])];
+        await appendAll(history, stored);
+
+        expect(await history.since('alice', origin, 3)).toEqual({ events: stored.slice(0, 3), gap: 'replay_limit' });
+        expect(await history.since('alice', stored[0]!.id, 3)).toEqual({ events: stored.slice(1, 4), gap: 'replay_limit' });
+        expect(await history.since('alice', origin, 1)).toEqual({ events: stored.slice(0, 1), gap: 'replay_limit' });
+      });
+
+      it('reports no gap when exactly `limit` events remain', async () => {
+        const { history, events, origin } = await open();
+        const stored = [events.to(['alice']), events.toAll(), events.to(['alice'])];
+        await appendAll(history, stored);
+
+        expect(await history.since('alice', origin, 3)).toEqual({ events: stored, gap: null });
+        expect(await history.since('alice', stored[0]!.id, 2)).toEqual({ events: stored.slice(1), gap: null });
+      });
+    });
+
+    describe('size cap', () => {
+      it('evicts the oldest events past maxEventsPerStream, with history_trimmed only for positions before an evicted one', async () => {
+        const { history, events, origin } = await open({ maxEventsPerStream: 3 });
+        const stored = Array.from({ length: 5 }, () => events.to(['alice']));
+        await appendAll(history, stored);
+        const [e1, e2, e3, e4, e5] = stored as [HeraldEvent, HeraldEvent, HeraldEvent, HeraldEvent, HeraldEvent];
+
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: [e3, e4, e5], gap: 'history_trimmed' });
+        expect(await history.since('alice', e1.id, NO_LIMIT)).toEqual({ events: [e3, e4, e5], gap: 'history_trimmed' });
+        expect(await history.since('alice', e2.id, NO_LIMIT)).toEqual({ events: [e3, e4, e5], gap: null });
+        expect(await history.since('alice', e3.id, NO_LIMIT)).toEqual({ events: [e4, e5], gap: null });
+      });
+
+      it('caps the broadcast stream too, for every user', async () => {
+        const { history, events, origin } = await open({ maxEventsPerStream: 2 });
+        const broadcasts = [events.toAll(), events.toAll(), events.toAll()];
+        await appendAll(history, broadcasts);
+
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: broadcasts.slice(1), gap: 'history_trimmed' });
+        expect(await history.since('bob', broadcasts[0]!.id, NO_LIMIT)).toEqual({ events: broadcasts.slice(1), gap: null });
+      });
+
+      it("caps each user's stream on its own: one busy user does not evict another's events", async () => {
+        const { history, events, origin } = await open({ maxEventsPerStream: 3 });
+        const quiet = events.to(['bob']);
+        const shared = events.to(['alice', 'bob']);
+        await appendAll(history, [quiet, shared]);
+        const busy = Array.from({ length: 6 }, () => events.to(['alice']));
+        await appendAll(history, busy);
+
+        expect(await history.since('bob', origin, NO_LIMIT)).toEqual({ events: [quiet, shared], gap: null });
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: busy.slice(3), gap: 'history_trimmed' });
+      });
+    });
+  });
+}
