@@ -21,12 +21,15 @@ export function createApp(node: HeraldNode, publishDeps: PublishDeps): HeraldApp
   const { log } = node.deps;
 
   eventsRoute(app, node);
-  publishRoute(app, node.deps.config, publishDeps, node.metrics);
+  const publishing = publishRoute(app, node.deps.config, publishDeps, node.metrics);
   operationsRoutes(app, node);
 
-  for (const path of ['/events', '/publish', '/healthz', '/metrics']) {
-    app.all(path, () => {
-      throw new HeraldError('method_not_allowed', 'method not allowed on this path');
+  const allowed: Record<string, string> = { '/events': 'GET', '/healthz': 'GET', '/metrics': 'GET', ...(publishing ? { '/publish': 'POST' } : {}) };
+  for (const [path, allow] of Object.entries(allowed)) {
+    app.all(path, (c) => {
+      // RFC 9110 §15.5.6: a 405 names the methods the resource does support.
+      c.header('Allow', allow);
+      throw new HeraldError('method_not_allowed', `${path} accepts ${allow} only`);
     });
   }
   app.notFound((c) => {
@@ -42,6 +45,10 @@ export function createApp(node: HeraldNode, publishDeps: PublishDeps): HeraldApp
       return c.json({ error: 'internal', message: 'internal error' }, 500);
     }
     node.metrics.refused(refusal.code);
+    // RFC 9110 §11.6.1: a 401 carries the challenge for the scheme it expects.
+    if (refusal.status === 401) {
+      c.header('WWW-Authenticate', refusal.code === 'token_missing' ? 'Bearer realm="herald"' : 'Bearer realm="herald", error="invalid_token"');
+    }
     if (refusal.status >= 500) log.warn('http.unavailable', { code: refusal.code, path: c.req.path, error: refusal.details.cause });
     const retryAfterMs = refusal.details.retryAfterMs;
     if (retryAfterMs !== undefined) c.header('Retry-After', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));

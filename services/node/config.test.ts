@@ -54,6 +54,7 @@ describe('loadConfig defaults', () => {
       heartbeatMs: 15_000,
       retryMs: 2_000,
       maxQueuedBytes: 1024 * 1024,
+      stallTimeoutMs: 10_000,
       maxConnections: 16_000,
       connectRatePerAddress: { perSecond: 20, burst: 100 },
       trustProxy: false,
@@ -96,6 +97,7 @@ describe('loadConfig defaults', () => {
       HERALD_HEARTBEAT_MS: '5000',
       HERALD_RETRY_MS: '500',
       HERALD_MAX_QUEUED_BYTES: '65536',
+      HERALD_STALL_TIMEOUT_MS: '2500',
       HERALD_MAX_CONNECTIONS: '10',
       HERALD_CONNECT_RATE_PER_IP: '200',
       HERALD_CONNECT_BURST_PER_IP: '300',
@@ -123,6 +125,7 @@ describe('loadConfig defaults', () => {
       heartbeatMs: 5000,
       retryMs: 500,
       maxQueuedBytes: 65536,
+      stallTimeoutMs: 2500,
       maxConnections: 10,
       connectRatePerAddress: { perSecond: 200, burst: 300 },
       trustProxy: true,
@@ -232,6 +235,21 @@ describe('loadConfig refusals', () => {
 
     it.each(['999', '300001', '0'])('refuses %s', (value) => {
       expectRefused({ HERALD_JWT_SECRET: SECRET, HERALD_HEARTBEAT_MS: value }, 'HERALD_HEARTBEAT_MS', 'between 1000 and 300000');
+    });
+  });
+
+  describe('HERALD_STALL_TIMEOUT_MS', () => {
+    it('accepts 100 and 600000', () => {
+      expect(load({ HERALD_STALL_TIMEOUT_MS: '100' }).stallTimeoutMs).toBe(100);
+      expect(load({ HERALD_STALL_TIMEOUT_MS: '600000' }).stallTimeoutMs).toBe(600_000);
+    });
+
+    it.each(['99', '600001', '0'])('refuses %s, naming the variable and its bounds', (value) => {
+      expectRefused({ HERALD_JWT_SECRET: SECRET, HERALD_STALL_TIMEOUT_MS: value }, 'HERALD_STALL_TIMEOUT_MS', 'between 100 and 600000');
+    });
+
+    it.each(['10s', '1.5', '-1', 'ten'])('refuses %s as not a whole number of milliseconds, naming the variable', (value) => {
+      expectRefused({ HERALD_JWT_SECRET: SECRET, HERALD_STALL_TIMEOUT_MS: value }, 'HERALD_STALL_TIMEOUT_MS', `"${value}"`);
     });
   });
 

@@ -32,7 +32,9 @@ export interface Config {
   readonly heartbeatMs: number;
   /** Centre of the jittered `retry:` the stream announces. */
   readonly retryMs: number;
+  /** Unsent bytes a stream may hold for longer than `stallTimeoutMs` (and 8× that at any instant). */
   readonly maxQueuedBytes: number;
+  readonly stallTimeoutMs: number;
   readonly maxConnections: number;
   readonly connectRatePerAddress: RateBudget;
   /** Take the client address from the last `X-Forwarded-For` hop (behind the ALB), not the socket. */
@@ -203,6 +205,7 @@ export function loadConfig(env: Env): Config {
     heartbeatMs,
     retryMs: read.int('HERALD_RETRY_MS', 2_000, 100, 600_000),
     maxQueuedBytes: read.int('HERALD_MAX_QUEUED_BYTES', 1024 * 1024, 16 * 1024, 256 * 1024 * 1024),
+    stallTimeoutMs: read.int('HERALD_STALL_TIMEOUT_MS', 10_000, 100, 600_000),
     maxConnections: read.int('HERALD_MAX_CONNECTIONS', 16_000, 1, 10_000_000),
     connectRatePerAddress: { perSecond: connectRate, burst: read.int('HERALD_CONNECT_BURST_PER_IP', Math.max(100, connectRate), 1, 10_000_000) },
     trustProxy: read.bool('HERALD_TRUST_PROXY', mode === 'aws'),

@@ -2,8 +2,8 @@ import type { CloseReason } from '../protocol/sse-frame';
 
 /**
  * What a connection writes to. `http.ServerResponse` satisfies it; unit tests
- * pass a fake. Node's own socket buffer is the per-connection queue: we never
- * copy frames into a second one, we only refuse to let it grow past the cap.
+ * pass a fake. Node's own socket buffer is the per-connection queue: frames are
+ * never copied into a second one, only kept from growing past the limits.
  */
 export interface StreamSink {
   write(chunk: Uint8Array): boolean;
@@ -11,6 +11,8 @@ export interface StreamSink {
   destroy(): void;
   cork(): void;
   uncork(): void;
+  once(event: 'drain' | 'close', listener: () => void): unknown;
+  removeListener(event: 'drain' | 'close', listener: () => void): unknown;
   /** Bytes accepted by `write` but not yet handed to the kernel. */
   readonly writableLength: number;
 }
@@ -24,6 +26,14 @@ export type ConnectionState = 'pending' | 'replaying' | 'live' | 'closed';
 
 export type WriteOutcome = 'written' | 'held' | 'dropped';
 
+export interface BackpressureLimits {
+  /** Unsent bytes a stream may hold for longer than `stallTimeoutMs`. */
+  readonly maxQueuedBytes: number;
+  /** Unsent bytes past which a stream is cut at once, however briefly. */
+  readonly hardQueuedBytes: number;
+  readonly stallTimeoutMs: number;
+}
+
 interface Held {
   readonly frame: Uint8Array;
   readonly id: string | undefined;
@@ -32,18 +42,25 @@ interface Held {
 /**
  * One open event stream.
  *
- * Until `live` (claim and replay in flight) live events are held, not
- * written: the replay must go out first and in order, and anything the replay
- * already carried is skipped when the held events are released. Once `live`,
- * each event is written straight to the sink, unless the sink already holds
- * `maxQueuedBytes`: that client has stopped reading, and it is cut rather than
- * buffered without bound (the others never wait for it).
+ * Until `live` (claim and replay in flight) live events are held, not written:
+ * the replay must go out first and in order, and anything the replay already
+ * carried is skipped when the held events are released.
+ *
+ * A slow client is judged over time, not by one burst: a batch publish or a
+ * replay can put megabytes in the socket buffer within one tick, before a
+ * perfectly healthy reader had a chance to drain any of it. So a stream is cut
+ * as `slow_consumer` when its backlog stays above `maxQueuedBytes` for
+ * `stallTimeoutMs` (checked by the node's ticker through `stalled`), or at
+ * once when it passes `hardQueuedBytes`, which bounds the memory one client can
+ * pin. Others never wait for it: writes never block.
  */
 export class Connection {
   state: ConnectionState = 'pending';
   closedReason: CloseReason | undefined;
   /** Next heartbeat, spread by the caller so a fleet of streams does not ping at once. */
   nextPingAtMs: number;
+  /** When the backlog was first seen above `maxQueuedBytes`; cleared once it is below. */
+  private congestedSinceMs: number | undefined;
   private held: Held[] | null = [];
   private heldBytes = 0;
 
@@ -53,7 +70,7 @@ export class Connection {
     readonly expiresAtMs: number,
     readonly connectedAtMs: number,
     private readonly sink: StreamSink,
-    private readonly maxQueuedBytes: number,
+    private readonly limits: BackpressureLimits,
     private readonly onClosed: (connection: Connection, reason: CloseReason) => void,
   ) {
     this.nextPingAtMs = connectedAtMs;
@@ -64,7 +81,7 @@ export class Connection {
     if (this.state === 'live') return this.write(frame) ? 'written' : 'dropped';
     if (this.state === 'closed' || this.held === null) return 'dropped';
     this.heldBytes += frame.byteLength;
-    if (this.heldBytes > this.maxQueuedBytes) {
+    if (this.heldBytes > this.limits.hardQueuedBytes) {
       this.close('slow_consumer');
       return 'dropped';
     }
@@ -72,10 +89,10 @@ export class Connection {
     return 'held';
   }
 
-  /** Writes within the byte cap; a stream over the cap is closed as `slow_consumer`. */
+  /** Writes unless that would take the backlog past the hard limit, which cuts the stream. */
   write(frame: Uint8Array): boolean {
     if (this.state === 'closed') return false;
-    if (this.sink.writableLength + frame.byteLength > this.maxQueuedBytes) {
+    if (this.sink.writableLength + frame.byteLength > this.limits.hardQueuedBytes) {
       this.close('slow_consumer');
       return false;
     }
@@ -90,7 +107,7 @@ export class Connection {
     return this.writeAll(frames);
   }
 
-  /** Writes several frames in one syscall (the handshake, a replay). */
+  /** Writes several frames in one syscall (the handshake, released live events). */
   writeAll(frames: readonly Uint8Array[]): boolean {
     this.sink.cork();
     try {
@@ -100,6 +117,30 @@ export class Connection {
       // Everything written while corked leaves in one writev.
       this.sink.uncork();
     }
+  }
+
+  /**
+   * Writes a replay at the client's pace: whenever the backlog passes
+   * `maxQueuedBytes` it waits for the socket to drain, so a replay of any size
+   * goes out without tripping the limits. Resolves false if the stream closed.
+   */
+  async writePaced(frames: readonly Uint8Array[]): Promise<boolean> {
+    let start = 0;
+    while (start < frames.length) {
+      let end = start;
+      this.sink.cork();
+      try {
+        while (end < frames.length && this.sink.writableLength <= this.limits.maxQueuedBytes) {
+          if (!this.write(frames[end]!)) return false;
+          end++;
+        }
+      } finally {
+        this.sink.uncork();
+      }
+      start = end;
+      if (start < frames.length && !(await this.drained())) return false;
+    }
+    return this.state !== 'closed';
   }
 
   /**
@@ -118,10 +159,24 @@ export class Connection {
   }
 
   /**
+   * How long the backlog has stayed above `maxQueuedBytes`, sampled by the
+   * node's ticker; true once that reaches `stallTimeoutMs`.
+   */
+  stalled(nowMs: number): boolean {
+    if (this.state === 'closed' || this.sink.writableLength <= this.limits.maxQueuedBytes) {
+      this.congestedSinceMs = undefined;
+      return false;
+    }
+    this.congestedSinceMs ??= nowMs;
+    return nowMs - this.congestedSinceMs >= this.limits.stallTimeoutMs;
+  }
+
+  /**
    * Closes once. `finalFrame` (replaced, closing) is the last thing written,
    * unless the client is the reason (gone, or not reading), when the socket is
    * simply destroyed. A `pending` stream has sent nothing: the sink is left to
-   * the opener, which answers with an HTTP refusal instead.
+   * the opener, which answers with an HTTP refusal instead — except when the
+   * client itself overflowed or left, when there is no one to answer.
    */
   close(reason: CloseReason, finalFrame?: Uint8Array): void {
     if (this.state === 'closed') return;
@@ -140,8 +195,23 @@ export class Connection {
     this.held = null;
   }
 
+  private drained(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const onDrain = (): void => {
+        this.sink.removeListener('close', onClose);
+        resolve(this.state !== 'closed');
+      };
+      const onClose = (): void => {
+        this.sink.removeListener('drain', onDrain);
+        resolve(false);
+      };
+      this.sink.once('drain', onDrain);
+      this.sink.once('close', onClose);
+    });
+  }
+
   private end(finalFrame: Uint8Array | undefined): void {
-    if (finalFrame !== undefined && this.sink.writableLength + finalFrame.byteLength <= this.maxQueuedBytes) {
+    if (finalFrame !== undefined && this.sink.writableLength + finalFrame.byteLength <= this.limits.hardQueuedBytes) {
       this.sink.end(finalFrame);
     } else {
       this.sink.end();

@@ -11,7 +11,7 @@ import { PING_FRAME, frameClosing, frameEvent, frameReplaced, type CloseReason }
 import { TokenBucketLimiter } from '../adapters/memory/token-bucket';
 import type { Logger } from '../shared/log';
 import type { Config } from './config';
-import { Connection } from './connection';
+import { Connection, type BackpressureLimits } from './connection';
 import { Hub } from './hub';
 import { NodeMetrics } from './metrics';
 import { createAuthenticator, type Authenticator } from './auth';
@@ -32,6 +32,12 @@ export interface NodeDeps {
 }
 
 const PING = Buffer.from(PING_FRAME);
+/**
+ * A backlog this many times `maxQueuedBytes` cuts a stream at once: with the
+ * default 1 MiB that is 8 MiB, above one full batch of maximum-size events
+ * (100 × 64 KiB), so a single legitimate publish never trips it.
+ */
+export const HARD_QUEUE_FACTOR = 8;
 const RECORD_TTL_MS = 90_000;
 /** Granularity of heartbeats and token-expiry checks: one timer for the whole node, not one per stream. */
 const MAX_TICK_MS = 1_000;
@@ -48,6 +54,7 @@ export class HeraldNode {
   readonly clock: Clock;
   readonly recordTtlMs: number;
   private readonly connectLimiter: TokenBucketLimiter;
+  private readonly limits: BackpressureLimits;
   private ticker: NodeJS.Timeout | undefined;
   private refresher: NodeJS.Timeout | undefined;
   private drainState: Promise<void> | undefined;
@@ -57,6 +64,8 @@ export class HeraldNode {
     this.recordTtlMs = deps.recordTtlMs ?? RECORD_TTL_MS;
     this.authenticate = createAuthenticator(deps.config.auth, deps.config.authCookie);
     this.connectLimiter = new TokenBucketLimiter(deps.config.connectRatePerAddress, this.clock);
+    const { maxQueuedBytes, stallTimeoutMs } = deps.config;
+    this.limits = { maxQueuedBytes, hardQueuedBytes: HARD_QUEUE_FACTOR * maxQueuedBytes, stallTimeoutMs };
   }
 
   get nodeId(): string {
@@ -94,7 +103,7 @@ export class HeraldNode {
       expiresAtMs,
       this.clock(),
       res,
-      this.deps.config.maxQueuedBytes,
+      this.limits,
       (c, reason) => this.onClosed(c, reason),
     );
     // Spread first pings over one period so a burst of connects does not ping in lockstep.
@@ -223,8 +232,13 @@ export class HeraldNode {
     const now = this.clock();
     const { heartbeatMs } = this.deps.config;
     for (const connection of this.hub.snapshot()) {
-      if (connection.state !== 'live') continue;
-      if (connection.expiresAtMs <= now) {
+      if (connection.state === 'pending') continue;
+      if (connection.stalled(now)) {
+        this.deps.log.info('connection.stalled', { connectionId: connection.id, stallTimeoutMs: this.limits.stallTimeoutMs });
+        connection.close('slow_consumer');
+      } else if (connection.state !== 'live') {
+        continue;
+      } else if (connection.expiresAtMs <= now) {
         this.closeWith(connection, 'token_expired');
       } else if (connection.nextPingAtMs <= now) {
         connection.write(PING);

@@ -8,11 +8,14 @@ const sink: StreamSink = {
   destroy: () => undefined,
   cork: () => undefined,
   uncork: () => undefined,
+  once: () => undefined,
+  removeListener: () => undefined,
   writableLength: 0,
 };
+const limits = { maxQueuedBytes: 1024, hardQueuedBytes: 8 * 1024, stallTimeoutMs: 10_000 };
 
 function conn(id: string, userId: string): Connection {
-  return new Connection(id, userId, 0, 0, sink, 1024, () => undefined);
+  return new Connection(id, userId, 0, 0, sink, limits, () => undefined);
 }
 
 function ids(list: Iterable<Connection> | undefined): string[] {

@@ -92,7 +92,7 @@ async function writeReplay(node: HeraldNode, connection: Connection, lastEventId
     frames.push(Buffer.from(frameEvent(event)));
     sent.add(event.id);
   }
-  if (frames.length > 0 && !connection.writeAll(frames)) return null;
+  if (frames.length > 0 && !(await connection.writePaced(frames))) return null;
   node.metrics.replayed += replay.events.length;
   return sent;
 }

@@ -21,8 +21,11 @@ export interface ReplayResult {
  * Contract (every adapter passes `test/contract/history.contract.ts`):
  * - `append` stores the event for each user of `event.to` (or the broadcast
  *   stream) until its ttl runs out or the stream's size cap evicts it.
- * - `since(user, id, limit)` returns stored events with ids greater than `id`,
- *   ascending, at most `limit`; expired events are never returned.
+ * - `since(user, id, limit)` returns, at most `limit`, the stored events after
+ *   the position: when `id` is a stored event, those appended after it, in
+ *   append order (so an event whose id sorts lower — a retried id, another
+ *   publisher's clock — but that arrived later is not missed); otherwise those
+ *   with greater ids, ascending. Expired events are never returned.
  * - `gap` is `history_trimmed` when an event after `id` was evicted or expired
  *   (the client missed it for good), `replay_limit` when more than `limit`
  *   remain; otherwise null. An id that was never stored (a live-only event) is

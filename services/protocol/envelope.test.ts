@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { parseEnvelope, parsePublishBody, type HeraldEvent } from './envelope';
 import { HeraldError, type ErrorCode } from './errors';
-import { eventIdTimeMs, isEventId } from './event-id';
+import { eventIdFloor, eventIdTimeMs, isEventId } from './event-id';
 import { frameEvent } from './sse-frame';
 import {
   DEFAULT_MAX_DATA_BYTES,
   MAX_BATCH,
+  MAX_ID_CLOCK_SKEW_MS,
   MAX_RECIPIENTS,
   MAX_TTL_SECONDS,
   MAX_USER_ID_LENGTH,
@@ -198,6 +199,23 @@ describe('parseEnvelope', () => {
     });
 
     it.each([
+      ['a BigInt', () => 10n],
+      ['an object holding a BigInt', () => ({ amount: 10n })],
+      ['a circular object', () => {
+        const node: Record<string, unknown> = { name: 'loop' };
+        node.self = node;
+        return node;
+      }],
+      ['a function', () => () => 1],
+      ['a symbol', () => Symbol('s')],
+      ['an object whose toJSON throws', () => ({ toJSON: () => { throw new Error('no'); } })],
+    ])('refuses data that JSON cannot hold (%s) with envelope_invalid on field data', (_label, make) => {
+      const error = expectRefused(envelope({ data: make() }), 'envelope_invalid', 'data');
+      expect(error.message).toBe('`data` must be a JSON value');
+      expect(error.status).toBe(400);
+    });
+
+    it.each([
       ['null', null, 'null'],
       ['false', false, 'false'],
       ['zero', 0, '0'],
@@ -253,6 +271,18 @@ describe('parseEnvelope', () => {
       expect(error.message).toBe('at most 1000 users per notification');
     });
 
+    it(`removes repeats before counting: ${MAX_RECIPIENTS + 1} entries naming ${MAX_RECIPIENTS} users are accepted`, () => {
+      const distinct = Array.from({ length: MAX_RECIPIENTS }, (_, i) => `u${i}`);
+      const withRepeat = [...distinct.slice(0, 500), 'u0', ...distinct.slice(500)];
+      expect(withRepeat).toHaveLength(MAX_RECIPIENTS + 1);
+      expect(parse(envelope({ to: { users: withRepeat } })).to).toEqual({ users: distinct });
+    });
+
+    it(`refuses ${MAX_RECIPIENTS + 1} distinct users even when repeats come with them`, () => {
+      const distinct = Array.from({ length: MAX_RECIPIENTS + 1 }, (_, i) => `u${i}`);
+      expectRefused(envelope({ to: { users: [...distinct, 'u0', 'u1'] } }), 'too_many_recipients', 'to.users');
+    });
+
     it(`accepts a user id of ${MAX_USER_ID_LENGTH} characters`, () => {
       const id = 'u'.repeat(MAX_USER_ID_LENGTH);
       expect(parse(envelope({ to: { users: [id] } })).to).toEqual({ users: [id] });
@@ -270,6 +300,9 @@ describe('parseEnvelope', () => {
       ['a tab', 'a\tb'],
       ['the last C0 control, U+001F', 'a\u001f'],
       ['DEL', 'a\u007f'],
+      ['the first C1 control, U+0080', 'a\u0080'],
+      ['NEL, U+0085', 'line\u0085break'],
+      ['the last C1 control, U+009F', '\u009fa'],
       ['a number', 42],
       ['null', null],
       ['an object', { id: 'u1' }],
@@ -277,8 +310,8 @@ describe('parseEnvelope', () => {
       expectRefused(envelope({ to: { users: ['ok-1', 'ok-2', user] } }), 'recipients_invalid', 'to.users[2]');
     });
 
-    it('accepts user ids with spaces, punctuation and non-ASCII characters', () => {
-      const users = ['Jane Doe', 'user@example.com', 'ユーザー', '655093'];
+    it('accepts user ids with spaces, punctuation and non-ASCII characters, from U+00A0 just past the C1 controls', () => {
+      const users = ['Jane Doe', 'user@example.com', 'ユーザー', '655093', 'a\u00a0b', 'ÿ'];
       expect(parse(envelope({ to: { users } })).to).toEqual({ users });
     });
 
@@ -332,6 +365,30 @@ describe('parseEnvelope', () => {
       const first = parse(envelope()).id;
       const second = parse(envelope()).id;
       expect(second > first).toBe(true);
+    });
+
+    it(`accepts an id whose time is ${MAX_ID_CLOCK_SKEW_MS} ms ahead of the server clock, to its last id of that millisecond`, () => {
+      const floor = eventIdFloor(NOW + MAX_ID_CLOCK_SKEW_MS);
+      const last = floor.slice(0, 10) + 'Z'.repeat(16);
+      expect(parse(envelope({ id: floor })).id).toBe(floor);
+      expect(parse(envelope({ id: last })).id).toBe(last);
+    });
+
+    it(`refuses an id whose time is ${MAX_ID_CLOCK_SKEW_MS + 1} ms ahead of the server clock with event_id_invalid`, () => {
+      const error = expectRefused(envelope({ id: eventIdFloor(NOW + MAX_ID_CLOCK_SKEW_MS + 1) }), 'event_id_invalid', 'id');
+      expect(error.message).toMatch(/future/);
+      expect(error.status).toBe(400);
+    });
+
+    it('judges the skew against options.nowMs, the server clock, not the time of the run', () => {
+      const id = eventIdFloor(NOW + MAX_ID_CLOCK_SKEW_MS + 1);
+      expect(parseEnvelope(envelope({ id }), { nowMs: NOW + 1 }).id).toBe(id);
+      expect(refusal(() => parseEnvelope(envelope({ id }), { nowMs: NOW })).code).toBe('event_id_invalid');
+    });
+
+    it('accepts an id from long ago: only the future is refused', () => {
+      const old = eventIdFloor(NOW - 365 * 24 * 3600 * 1000);
+      expect(parse(envelope({ id: old })).id).toBe(old);
     });
 
     it.each([
@@ -412,6 +469,13 @@ describe('parsePublishBody', () => {
       field: 'to.users[1]',
       index: 3,
     });
+  });
+
+  it('reports the index of an item whose id is from the future', () => {
+    const input = body(3);
+    input.notifications[2] = envelope({ id: eventIdFloor(NOW + MAX_ID_CLOCK_SKEW_MS + 1) });
+    const error = batchRefusal(input);
+    expect([error.code, error.details.index, error.details.field]).toEqual(['event_id_invalid', 2, 'id']);
   });
 
   it('reports the first invalid item when several are invalid', () => {

@@ -1,9 +1,10 @@
 import { HeraldError } from './errors';
-import { isEventId, newEventId } from './event-id';
+import { eventIdTimeMs, isEventId, newEventId } from './event-id';
 import {
   DEFAULT_MAX_DATA_BYTES,
   EVENT_NAME_PATTERN,
   MAX_BATCH,
+  MAX_ID_CLOCK_SKEW_MS,
   MAX_RECIPIENTS,
   MAX_TTL_SECONDS,
   MAX_USER_ID_LENGTH,
@@ -128,6 +129,9 @@ export function parseEnvelope(input: unknown, options: EnvelopeOptions = {}): He
     throw invalid('event_id_invalid', 'id, when given, is a ULID (26 characters, Crockford base32)', 'id');
   }
   const nowMs = options.nowMs ?? Date.now();
+  if (typeof input.id === 'string' && eventIdTimeMs(input.id) > nowMs + MAX_ID_CLOCK_SKEW_MS) {
+    throw invalid('event_id_invalid', 'id is from the future: its time is ahead of this server\'s clock', 'id');
+  }
   return {
     id: typeof input.id === 'string' ? input.id : newEventId(nowMs),
     event: parseEventName(input.event),

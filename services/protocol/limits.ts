@@ -31,6 +31,24 @@ export const DEFAULT_MAX_DATA_BYTES = 64 * 1024;
  */
 export const MAX_DATA_BYTES_CEILING = 200 * 1024;
 
+/**
+ * Room in a publish body beyond the data: ids, names and recipient lists. 8 MiB
+ * holds a full batch addressed to about 1,000 users each with ids of ~80 bytes.
+ */
+export const ENVELOPES_ALLOWANCE_BYTES = 8 * 1024 * 1024;
+
+/** Largest `POST /publish` body: a full batch of maximum-size data plus the allowance. */
+export function maxPublishBodyBytes(maxDataBytes: number): number {
+  return MAX_BATCH * maxDataBytes + ENVELOPES_ALLOWANCE_BYTES;
+}
+
+/**
+ * How far ahead of this clock a publisher-supplied id may be. An id from the
+ * future becomes a tab's replay position and would hide every event published
+ * before that instant; servers kept in sync by NTP are well inside this.
+ */
+export const MAX_ID_CLOCK_SKEW_MS = 10_000;
+
 export const MAX_RECIPIENTS = 1000;
 export const MAX_USER_ID_LENGTH = 128;
 export const MAX_BATCH = 100;

@@ -49,8 +49,24 @@ export async function publish(events: readonly HeraldEvent[], deps: PublishDeps,
   }
   const results: PublishResult[] = [];
   // One at a time: a user's events reach the bus in the order they were given.
-  for (const event of events) results.push(await publishOne(event, deps));
+  for (const [index, event] of events.entries()) {
+    try {
+      results.push(await publishOne(event, deps));
+    } catch (error) {
+      throw atIndex(error, index, events.length);
+    }
+  }
   return results;
+}
+
+/**
+ * A fault part-way through a batch: the notifications before `index` were
+ * published, this one may have been stored, the rest were not. Saying where is
+ * what lets the caller retry the rest, with the same ids.
+ */
+function atIndex(error: unknown, index: number, count: number): unknown {
+  if (count === 1 || !(error instanceof HeraldError)) return error;
+  return new HeraldError(error.code, `${error.message} (notifications before index ${index} were published)`, { ...error.details, index });
 }
 
 async function publishOne(event: HeraldEvent, deps: PublishDeps): Promise<PublishResult> {

@@ -4,6 +4,7 @@ import { composeLocal, type Ports } from '../../services/node/compose';
 import { startHerald, type RunningHerald } from '../../services/node/server';
 import { createLogger, type Logger } from '../../services/shared/log';
 import { MemoryNetwork } from '../../services/adapters/memory/memory-bus';
+import { scrape } from './prometheus-text';
 import { TEST_PUBLISH_TOKEN, TEST_SECRET, signToken } from './tokens';
 
 export interface TestNode extends RunningHerald {
@@ -14,6 +15,12 @@ export interface TestNode extends RunningHerald {
   /** `POST /publish` with the publisher token; returns status and parsed body. */
   publish(body: unknown, init?: { token?: string; contentType?: string; raw?: string }): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }>;
   token(userId: string, expiresInSeconds?: number): Promise<string>;
+  /**
+   * One sample of `/metrics`, named exactly as exposed: `herald_connections` or
+   * `herald_refusals_total{code="json_invalid"}`. A labelled counter with no
+   * sample yet is 0 (nothing was counted under that label); any other missing
+   * name is a mistake in the test and throws.
+   */
   metric(name: string): Promise<number>;
 }
 
@@ -78,10 +85,12 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
     },
     token: (userId, expiresInSeconds) => signToken(userId, expiresInSeconds === undefined ? {} : { expiresInSeconds }),
     async metric(name) {
-      const text = await (await fetch(new URL('/metrics', running.url))).text();
-      const line = text.split('\n').find((l) => l.startsWith(name + ' ') || l.startsWith(name + '{'));
-      if (!line) throw new Error(`metric ${name} not found`);
-      return Number(line.slice(line.lastIndexOf(' ') + 1));
+      const scraped = await scrape(running.url);
+      const sample = scraped.samples.get(name);
+      if (sample !== undefined) return sample;
+      const family = /^([a-zA-Z_:][a-zA-Z0-9_:]*)\{/.exec(name)?.[1];
+      if (family !== undefined && scraped.types.get(family) === 'counter') return 0;
+      throw new Error(`metric ${name} not found in /metrics`);
     },
   };
 }

@@ -14,6 +14,8 @@ export interface MemoryHistoryOptions {
 
 interface Stored {
   readonly event: HeraldEvent;
+  /** Append order across the whole history. */
+  readonly seq: number;
   readonly expiresAtMs: number;
   readonly bytes: number;
   /** How many streams still hold it; at 0 it is forgotten and its bytes returned. */
@@ -23,8 +25,10 @@ interface Stored {
 interface Stream {
   /** Ascending by id. Publishers may supply ids, so an append can land before the tail. */
   readonly entries: Stored[];
-  /** Highest id this stream lost before a reader saw it: positions below it have a hole. */
+  /** Highest id this stream lost before its time: positions below it have a hole. */
   trimmedUpTo: string;
+  /** The same in append order, for positions found in history. */
+  trimmedSeq: number;
 }
 
 const BROADCAST = 'all';
@@ -43,6 +47,7 @@ export class MemoryHistory implements History {
   private fifoHead = 0;
   private liveCount = 0;
   private bytes = 0;
+  private seq = 0;
   private readonly clock: Clock;
   private lastSweepMs: number;
 
@@ -61,6 +66,7 @@ export class MemoryHistory implements History {
     const keys = streamKeys(event);
     const stored: Stored = {
       event,
+      seq: ++this.seq,
       expiresAtMs: now + event.ttlSeconds * 1000,
       bytes: event.data.length + EVENT_OVERHEAD_BYTES,
       refs: keys.length,
@@ -75,20 +81,36 @@ export class MemoryHistory implements History {
     return Promise.resolve({ stored: true, duplicate: false });
   }
 
+  /**
+   * When the position is an event still held, the replay is everything appended
+   * after it, in append order: an event whose id sorts earlier (another
+   * publisher's clock, a retried id) but that arrived later is not skipped.
+   * Otherwise (a live-only event, an evicted one) ids decide.
+   */
   since(userId: string, lastEventId: string, limit: number): Promise<ReplayResult> {
     const now = this.clock();
+    const position = this.byId.get(lastEventId);
     let trimmed = eventIdTimeMs(lastEventId) < now - HORIZON_MS;
     const pick = (key: string): Stored[] => {
       const stream = this.streams.get(key);
       if (!stream) return [];
-      if (stream.trimmedUpTo > lastEventId) trimmed = true;
-      return stream.entries.slice(firstAfter(stream.entries, lastEventId)).filter((s) => {
+      let after: Stored[];
+      if (position) {
+        if (stream.trimmedSeq > position.seq) trimmed = true;
+        after = stream.entries.filter((s) => s.seq > position.seq);
+      } else {
+        if (stream.trimmedUpTo > lastEventId) trimmed = true;
+        after = stream.entries.slice(firstAfter(stream.entries, lastEventId));
+      }
+      return after.filter((s) => {
         if (s.expiresAtMs > now) return true;
         trimmed = true; // expired, not yet swept: the client missed it for good
         return false;
       });
     };
-    const merged = [...pick(userStream(userId)), ...pick(BROADCAST)].sort((a, b) => compare(a.event.id, b.event.id));
+    const merged = [...pick(userStream(userId)), ...pick(BROADCAST)].sort(
+      position ? (a, b) => a.seq - b.seq : (a, b) => compare(a.event.id, b.event.id),
+    );
     const gap = trimmed ? 'history_trimmed' : merged.length > limit ? 'replay_limit' : null;
     return Promise.resolve({ events: merged.slice(0, limit).map((s) => s.event), gap });
   }
@@ -106,7 +128,7 @@ export class MemoryHistory implements History {
   private insert(key: string, stored: Stored): void {
     let stream = this.streams.get(key);
     if (!stream) {
-      stream = { entries: [], trimmedUpTo: '' };
+      stream = { entries: [], trimmedUpTo: '', trimmedSeq: 0 };
       this.streams.set(key, stream);
     }
     const { entries } = stream;
@@ -120,6 +142,7 @@ export class MemoryHistory implements History {
     const [removed] = stream.entries.splice(index, 1);
     if (!removed) return;
     if (removed.event.id > stream.trimmedUpTo) stream.trimmedUpTo = removed.event.id;
+    if (removed.seq > stream.trimmedSeq) stream.trimmedSeq = removed.seq;
     removed.refs--;
     if (removed.refs === 0) {
       this.liveCount--;

@@ -19,6 +19,11 @@ const IDENTITY_PARAMS = ['userid', 'user', 'uid', 'user_id', 'sub', 'token', 'ac
  */
 export function eventsRoute(app: Hono<{ Bindings: HttpBindings }>, node: HeraldNode): void {
   app.get('/events', async (c) => {
+    // Hono routes HEAD to GET handlers; a HEAD cannot carry a stream, and must not claim a tab.
+    if (c.req.method === 'HEAD') {
+      c.header('Allow', 'GET');
+      throw new HeraldError('method_not_allowed', '/events accepts GET only');
+    }
     const lastEventId = c.req.header('last-event-id') || c.req.query('lastEventId') || undefined;
     // HTML spec: "Clients will reconnect if the connection is closed; a client can
     // be told to stop reconnecting using the HTTP 204 No Content response code."

@@ -4,7 +4,7 @@ import type { HttpBindings } from '@hono/node-server';
 import { bodyLimit } from 'hono/body-limit';
 import { HeraldError } from '../../protocol/errors';
 import { parsePublishBody } from '../../protocol/envelope';
-import { MAX_BATCH } from '../../protocol/limits';
+import { maxPublishBodyBytes } from '../../protocol/limits';
 import { publish, type PublishDeps } from '../../publisher/publish';
 import type { Config } from '../config';
 import type { NodeMetrics } from '../metrics';
@@ -15,20 +15,24 @@ function sameSecret(given: string, expected: string): boolean {
   return timingSafeEqual(digest(given), digest(expected));
 }
 
+const JSON_TYPE = /^application\/json\s*(;|$)/i;
+/** Refuse, don't repair: bytes that are not UTF-8 are an error, not U+FFFD. */
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
 /**
  * `POST /publish`: one envelope or `{ "notifications": [...] }`, guarded by the
- * publisher token. The Lambda publisher calls the same `publish()`.
+ * publisher token. The Lambda publisher calls the same `publish()`. Returns
+ * whether the route is served (it is not without a token).
  */
 export function publishRoute(
   app: Hono<{ Bindings: HttpBindings }>,
   config: Config,
   deps: PublishDeps,
   metrics: NodeMetrics,
-): void {
+): boolean {
   const { publishToken } = config;
-  if (publishToken === undefined) return;
-  // Room for a full batch of maximum-size events plus their envelopes.
-  const maxBodyBytes = MAX_BATCH * (config.maxDataBytes + 4096);
+  if (publishToken === undefined) return false;
+  const maxBodyBytes = maxPublishBodyBytes(config.maxDataBytes);
 
   app.post(
     '/publish',
@@ -36,6 +40,13 @@ export function publishRoute(
       const match = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header('authorization') ?? '');
       if (!match?.[1] || !sameSecret(match[1], publishToken)) {
         throw new HeraldError('publisher_unauthorized', 'send the publisher token as Authorization: Bearer');
+      }
+      if (!JSON_TYPE.test(c.req.header('content-type') ?? '')) {
+        throw new HeraldError('unsupported_media_type', 'send Content-Type: application/json');
+      }
+      const encoding = c.req.header('content-encoding');
+      if (encoding !== undefined && encoding.toLowerCase() !== 'identity') {
+        throw new HeraldError('unsupported_media_type', `Content-Encoding ${encoding} is not accepted; send the JSON uncompressed`);
       }
       return next();
     },
@@ -46,14 +57,11 @@ export function publishRoute(
       },
     }),
     async (c) => {
-      if (!/^application\/json\b/i.test(c.req.header('content-type') ?? '')) {
-        throw new HeraldError('unsupported_media_type', 'send Content-Type: application/json');
-      }
       let body: unknown;
       try {
-        body = JSON.parse(await c.req.text());
+        body = JSON.parse(utf8.decode(await c.req.arrayBuffer()));
       } catch {
-        throw new HeraldError('json_invalid', 'the body is not valid JSON');
+        throw new HeraldError('json_invalid', 'the body is not valid UTF-8 JSON');
       }
       const events = parsePublishBody(body, { maxDataBytes: config.maxDataBytes, defaultTtlSeconds: config.defaultTtlSeconds });
       const results = await publish(events, deps, 'http');
@@ -62,4 +70,5 @@ export function publishRoute(
       return c.json(batch ? { results } : results[0], 202);
     },
   );
+  return true;
 }

@@ -1,0 +1,192 @@
+/**
+ * A load client process: holds a few thousand SSE streams on raw `node:net`
+ * sockets, all from one 127.0.0.x source address, and reports over IPC.
+ *
+ * Parsing is deliberately minimal, cheap enough that one process keeps up with
+ * thousands of streams: it splits on LF (chunked-encoding size lines end in
+ * CRLF and are simply ignored, since every SSE frame ends in LF), counts
+ * `event:` names, and reads the bench's own data, `{"b":"<tag>","t":<ns>}`,
+ * where `t` is the publisher's `process.hrtime.bigint()` minus the shared
+ * epoch. CLOCK_MONOTONIC is one clock for every process on Linux, so `now - t`
+ * is the publish→read latency across processes.
+ */
+import { connect, type Socket } from 'node:net';
+import { SignJWT } from 'jose';
+import { serve, type ClientReport, type OpenCommand, type OpenResult, type TagReport } from './ipc';
+import { LatencyHistogram } from './stats';
+
+interface Stream {
+  readonly user: number;
+  readonly socket: Socket;
+  phase: 'head' | 'refused' | 'live';
+  rest: string;
+  status: number;
+  error: string | undefined;
+  /** Set until the stream is ready or has failed to open. */
+  settle: ((outcome: string) => void) | undefined;
+}
+
+interface TagState {
+  count: number;
+  lastArrivalNs: number;
+  readonly latency: LatencyHistogram;
+}
+
+const DATA_PREFIX = 'data: {"b":"';
+const streams = new Set<Stream>();
+const tags = new Map<string, TagState>();
+const events: Record<string, number> = {};
+const lost: Record<string, number> = {};
+let epochNs = 0n;
+let closing = false;
+
+function bump(counts: Record<string, number>, key: string): void {
+  counts[key] = (counts[key] ?? 0) + 1;
+}
+
+function record(tag: string, sentNs: number, nowNs: number): void {
+  let state = tags.get(tag);
+  if (!state) {
+    state = { count: 0, lastArrivalNs: 0, latency: new LatencyHistogram() };
+    tags.set(tag, state);
+  }
+  state.count++;
+  if (nowNs > state.lastArrivalNs) state.lastArrivalNs = nowNs;
+  state.latency.record((nowNs - sentNs) / 1000);
+}
+
+function onLine(stream: Stream, text: string, start: number, end: number, nowNs: number): void {
+  const first = text.charCodeAt(start);
+  if (first === 100 /* d */ && text.startsWith(DATA_PREFIX, start)) {
+    const tagStart = start + DATA_PREFIX.length;
+    const tagEnd = text.indexOf('"', tagStart);
+    const t = text.indexOf('"t":', tagEnd);
+    if (tagEnd < 0 || t < 0 || t > end) return;
+    record(text.slice(tagStart, tagEnd), parseInt(text.slice(t + 4, end), 10), nowNs);
+  } else if (first === 101 /* e */ && text.startsWith('event: ', start)) {
+    const name = text.slice(start + 7, end);
+    bump(events, name);
+    if (name === 'ready' && stream.settle) {
+      stream.settle('ready');
+      stream.settle = undefined;
+    }
+  }
+}
+
+function onData(stream: Stream, chunk: string): void {
+  const text = stream.rest + chunk;
+  let start = 0;
+  if (stream.phase !== 'live') {
+    const headEnd = text.indexOf('\r\n\r\n');
+    if (stream.phase === 'refused' || headEnd < 0) {
+      stream.rest = text.length > 64 * 1024 ? '' : text;
+      return;
+    }
+    stream.status = Number(text.slice(9, 12));
+    if (stream.status !== 200) {
+      // Keep reading: the JSON body says which refusal it was.
+      stream.phase = 'refused';
+      stream.rest = text;
+      return;
+    }
+    stream.phase = 'live';
+    start = headEnd + 4;
+  }
+  const nowNs = Number(process.hrtime.bigint() - epochNs);
+  for (let nl = text.indexOf('\n', start); nl >= 0; nl = text.indexOf('\n', start)) {
+    if (nl > start) onLine(stream, text, start, nl, nowNs);
+    start = nl + 1;
+  }
+  stream.rest = start >= text.length ? '' : text.slice(start);
+}
+
+function onClose(stream: Stream): void {
+  streams.delete(stream);
+  const reason =
+    stream.phase === 'refused'
+      ? `http ${stream.status} ${/"error":"([a-z_]+)"/.exec(stream.rest)?.[1] ?? ''}`.trim()
+      : (stream.error ?? (stream.phase === 'live' ? 'closed by server' : 'closed before response'));
+  if (stream.settle) {
+    stream.settle(reason);
+    stream.settle = undefined;
+  } else if (!closing) {
+    bump(lost, reason);
+  }
+}
+
+function openOne(url: URL, token: string, user: number, command: OpenCommand): Promise<string> {
+  return new Promise<string>((resolve) => {
+    const socket = connect({ host: url.hostname, port: Number(url.port), localAddress: command.localAddress });
+    socket.setEncoding('latin1');
+    socket.setNoDelay(true);
+    const timer = setTimeout(() => {
+      stream.error = 'timeout';
+      socket.destroy();
+    }, command.timeoutMs);
+    const stream: Stream = {
+      user,
+      socket,
+      phase: 'head',
+      rest: '',
+      status: 0,
+      error: undefined,
+      settle: (outcome) => {
+        clearTimeout(timer);
+        resolve(outcome);
+      },
+    };
+    streams.add(stream);
+    socket.write(`GET /events HTTP/1.1\r\nHost: ${url.host}\r\nAccept: text/event-stream\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+    socket.on('data', (chunk: string) => onData(stream, chunk));
+    socket.on('error', (error: NodeJS.ErrnoException) => (stream.error ??= error.code ?? error.message));
+    socket.on('close', () => onClose(stream));
+  });
+}
+
+async function openAll(command: OpenCommand): Promise<OpenResult> {
+  epochNs = command.epochNs;
+  const url = new URL(command.url);
+  const secret = new TextEncoder().encode(command.secret);
+  const expires = Math.floor(Date.now() / 1000) + 3600;
+  const startedMs = performance.now();
+  const opened: number[] = [];
+  const failures: Record<string, number> = {};
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < command.count) {
+      const user = command.first + next++;
+      // Each connection is a distinct user, as an identity provider would sign it.
+      const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(`u${user}`).setIssuedAt().setExpirationTime(expires).sign(secret);
+      const outcome = await openOne(url, token, user, command);
+      if (outcome === 'ready') opened.push(user);
+      else bump(failures, outcome);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(command.concurrency, command.count)) }, worker));
+  return { opened: opened.sort((a, b) => a - b), failures, ms: performance.now() - startedMs };
+}
+
+function report(wanted: readonly string[]): ClientReport {
+  const out: Record<string, TagReport> = {};
+  for (const tag of wanted) {
+    const state = tags.get(tag) ?? { count: 0, lastArrivalNs: 0, latency: new LatencyHistogram() };
+    out[tag] = { count: state.count, lastArrivalNs: state.lastArrivalNs, latency: state.latency.toData() };
+  }
+  let open = 0;
+  for (const stream of streams) if (stream.phase === 'live' && !stream.settle) open++;
+  const cpu = process.cpuUsage();
+  return { open, lost: { ...lost }, events: { ...events }, tags: out, cpuUs: cpu.user + cpu.system };
+}
+
+serve(
+  {
+    open: (request) => openAll(request as unknown as OpenCommand),
+    report: (request) => report(request.tags as string[]),
+    close: () => {
+      closing = true;
+      for (const stream of streams) stream.socket.destroy();
+      return streams.size;
+    },
+  },
+  {},
+);

@@ -1,0 +1,226 @@
+/**
+ * The results, as a table with targets and reference figures beside them
+ * (printed, never asserted), and as JSON for machines.
+ */
+import type { BroadcastResult, SustainedResult, UnicastResult } from './phases';
+import type { ProfileSummary } from './profile';
+import type { MemorySample } from './shape';
+import { formatBytes, formatCount, formatUs } from './stats';
+
+export interface BenchResult {
+  readonly startedAt: string;
+  readonly machine: { readonly cpus: number; readonly node: string; readonly loadAvgBefore: readonly number[]; readonly loadAvgAfter: readonly number[] };
+  readonly target: string;
+  readonly clients: number;
+  readonly connections: {
+    readonly requested: number;
+    readonly opened: number;
+    readonly failures: Record<string, number>;
+    readonly openSeconds: number;
+    /** Streams that ended during the run, by reason, as the clients saw it. */
+    readonly lostDuringRun: Record<string, number>;
+    readonly stillOpenAtEnd: number;
+  };
+  readonly memory: { readonly before: MemorySample; readonly idle: MemorySample; readonly afterSustained: MemorySample };
+  readonly unicast: UnicastResult;
+  readonly broadcast: BroadcastResult;
+  readonly sustained: SustainedResult;
+  /** herald_* counters that moved during the measured phases (drops, closes, refusals). */
+  readonly nodeCounters: Record<string, number>;
+  readonly profile: ProfileSummary | undefined;
+}
+
+interface Row {
+  readonly measure: string;
+  readonly result: string;
+  readonly target: string;
+  readonly meets: boolean | undefined;
+  readonly nchan: string;
+  readonly pushpin: string;
+}
+
+const KB = 1000;
+
+function sumValues(counts: Record<string, number>): number {
+  return Object.values(counts).reduce((a, b) => a + b, 0);
+}
+
+function describeCounts(counts: Record<string, number>): string {
+  const entries = Object.entries(counts);
+  return entries.length === 0 ? '' : ` (${entries.map(([k, n]) => `${k}: ${n}`).join(', ')})`;
+}
+
+export function perConnection(result: BenchResult): { rss: number; heap: number; external: number | undefined } {
+  const n = Math.max(1, result.connections.opened);
+  const { before, idle } = result.memory;
+  return {
+    rss: (idle.rss - before.rss) / n,
+    heap: (idle.heapUsed - before.heapUsed) / n,
+    external: idle.external === undefined || before.external === undefined ? undefined : (idle.external - before.external) / n,
+  };
+}
+
+function rows(result: BenchResult): Row[] {
+  const { connections: c, unicast: u, broadcast: b, sustained: s, memory: m } = result;
+  const per = perConnection(result);
+  const failed = sumValues(c.failures);
+  const gcNote = m.idle.afterGc ? 'after GC' : 'no forced GC';
+  const cpuPerDelivery = s.received > 0 ? s.nodeCpuUs / s.received : NaN;
+  const broadcastDeliveries = b.reached.reduce((a, n) => a + n, 0);
+  const allReached = b.reached.length > 0 && b.reached.every((n) => n >= b.expected);
+  const unicastLost = u.sent - u.received;
+  const streamsLost = sumValues(c.lostDuringRun);
+  return [
+    {
+      measure: 'connections held',
+      result: `${formatCount(c.opened)} / ${formatCount(c.requested)} opened, ${failed} errors${describeCounts(c.failures)}, in ${c.openSeconds.toFixed(1)} s; ${formatCount(c.stillOpenAtEnd)} still open at the end`,
+      target: formatCount(c.requested),
+      meets: c.opened === c.requested && failed === 0,
+      nchan: '',
+      pushpin: '',
+    },
+    {
+      measure: 'node RSS per idle connection',
+      result: `${formatBytes(per.rss)} (RSS ${formatBytes(m.before.rss)} → ${formatBytes(m.idle.rss)}, ${gcNote})`,
+      target: '≤ 16 KB',
+      meets: per.rss <= 16 * KB,
+      nchan: '≈ 13 KB',
+      pushpin: '≈ 46 KB',
+    },
+    {
+      measure: 'node heap per idle connection',
+      result: `${formatBytes(per.heap)} (heap ${formatBytes(m.before.heapUsed)} → ${formatBytes(m.idle.heapUsed)})${per.external === undefined ? '' : `; external ${formatBytes(per.external)}`}`,
+      target: '',
+      meets: undefined,
+      nchan: '',
+      pushpin: '',
+    },
+    {
+      measure: `unicast publish→receive, ${formatCount(u.sent)} sequential`,
+      result: `p50 ${formatUs(u.latency.percentile(50))}, p99 ${formatUs(u.latency.percentile(99))}, max ${formatUs(u.latency.maxUs)}; ${u.received} received, ${unicastLost} lost${describeCounts(u.refused)}${u.nodeLoopDelay ? `; node event-loop delay p99 ${formatUs(u.nodeLoopDelay.p99Us)}, max ${formatUs(u.nodeLoopDelay.maxUs)}` : ''}`,
+      target: 'p99 ≤ 2 ms',
+      meets: u.latency.percentile(99) <= 2000 && unicastLost === 0,
+      nchan: 'p99 ≈ 1 ms',
+      pushpin: '',
+    },
+    {
+      measure: `broadcast to all, median of ${b.roundsMs.length}${describeCounts(b.refused)}`,
+      result: `${b.roundsMs.length === 0 ? 'n/a' : `${b.medianMs.toFixed(1)} ms (rounds ${Math.min(...b.roundsMs).toFixed(0)}–${Math.max(...b.roundsMs).toFixed(0)} ms)`}; ${allReached ? `every round reached all ${formatCount(b.expected)}` : `reached ${b.reached.join('/')} of ${b.expected}`}; per recipient p50 ${formatUs(b.latency.percentile(50))}`,
+      target: `≤ 150 ms at 10,000`,
+      meets: b.medianMs <= 150 && allReached,
+      nchan: '≈ 150 ms',
+      pushpin: '',
+    },
+    {
+      measure: `sustained deliveries, ${s.publishSeconds.toFixed(0)} s`,
+      result: `${formatCount(s.deliveriesPerSecond)}/s (${formatCount(s.received)} read of ${formatCount(s.accepted)} accepted; ${s.mode}, ${s.batch} per POST); p50 ${formatUs(s.latency.percentile(50))}, p99 ${formatUs(s.latency.percentile(99))}`,
+      target: '',
+      meets: undefined,
+      nchan: '',
+      pushpin: '',
+    },
+    {
+      measure: 'LOST (sent − received, after settle)',
+      result: `${formatCount(s.lost)} of ${formatCount(s.sent)}${sumValues(s.refused) > 0 ? `; refused at publish${describeCounts(s.refused)}` : ''}${s.skipped > 0 ? `; ${s.skipped} batches not sent (rate not reached)` : ''}`,
+      target: '0',
+      meets: s.lost === 0,
+      nchan: '',
+      pushpin: '',
+    },
+    {
+      measure: 'node CPU per delivery (sustained unicast)',
+      result: `${formatUs(cpuPerDelivery)} (${(s.nodeCpuUs / 1e6).toFixed(2)} s node CPU in ${s.deliverySeconds.toFixed(1)} s, ${Math.round((100 * s.nodeCpuUs) / 1e6 / s.deliverySeconds)} % of a core${s.nodeSystemCpuUs === undefined ? '' : `, ${Math.round((100 * s.nodeSystemCpuUs) / Math.max(1, s.nodeCpuUs))} % of it in the kernel`}; clients used ${(s.clientCpuUs / 1e6).toFixed(2)} s)`,
+      target: '≤ 15 µs',
+      meets: cpuPerDelivery <= 15,
+      nchan: '≈ 15 µs',
+      pushpin: '≈ 45 µs',
+    },
+    {
+      measure: 'node CPU per delivery (broadcast)',
+      result: formatUs(broadcastDeliveries > 0 ? b.nodeCpuUs / broadcastDeliveries : NaN),
+      target: '',
+      meets: undefined,
+      nchan: '',
+      pushpin: '',
+    },
+    {
+      measure: 'node RSS after the sustained phase',
+      result: `${formatBytes(m.afterSustained.rss)} (heap used ${formatBytes(m.afterSustained.heapUsed)}${m.afterSustained.heapTotal === undefined ? '' : ` of ${formatBytes(m.afterSustained.heapTotal)} committed`}${m.afterSustained.external === undefined ? '' : `, external ${formatBytes(m.afterSustained.external)}`}; ${s.ttl === 0 ? 'ttl 0: history keeps none of them' : 'history keeps the sustained events'})`,
+      target: '',
+      meets: undefined,
+      nchan: '',
+      pushpin: '',
+    },
+    {
+      measure: 'streams dropped during the run',
+      result: `${streamsLost}${describeCounts(c.lostDuringRun)}`,
+      target: '0',
+      meets: streamsLost === 0,
+      nchan: '',
+      pushpin: '',
+    },
+  ];
+}
+
+function markdownTable(header: readonly string[], body: ReadonlyArray<readonly string[]>): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
+  const line = (cells: readonly string[]): string => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
+}
+
+export function renderTable(result: BenchResult): string {
+  const table = markdownTable(
+    ['measure', 'result', 'target', 'meets', 'nginx+Nchan', 'Pushpin'],
+    rows(result).map((r) => [r.measure, r.result, r.target, r.meets === undefined ? '' : r.meets ? 'yes' : 'NO', r.nchan, r.pushpin]),
+  );
+  const { machine } = result;
+  const lines = [
+    `Herald bench, ${result.startedAt}: ${result.target}; ${result.clients} client processes`,
+    `${machine.cpus} CPUs, Node ${machine.node}, load average ${machine.loadAvgBefore.map((l) => l.toFixed(2)).join(' ')} before, ${machine.loadAvgAfter.map((l) => l.toFixed(2)).join(' ')} after. Targets are printed, not asserted.`,
+    '',
+    table,
+  ];
+  const counters = Object.entries(result.nodeCounters);
+  if (counters.length > 0) lines.push('', `node counters that moved: ${counters.map(([k, n]) => `${k} +${n}`).join(', ')}`);
+  if (result.profile) {
+    const p = result.profile;
+    lines.push('', `CPU profile of the node during the sustained phase (${p.path}): ${p.busyMs.toFixed(0)} ms busy, ${p.idleMs.toFixed(0)} ms idle. Top self time:`);
+    lines.push(
+      markdownTable(
+        ['self ms', '% busy', 'function', 'module'],
+        p.top.map((h) => [h.selfMs.toFixed(1), h.percent.toFixed(1), h.functionName, h.where]),
+      ),
+      '',
+      'Self time by module:',
+      markdownTable(
+        ['self ms', '% busy', 'module'],
+        p.modules.map((m) => [m.selfMs.toFixed(1), m.percent.toFixed(1), m.where]),
+      ),
+    );
+  }
+  return lines.join('\n');
+}
+
+/** JSON-friendly form: histograms become their percentiles. */
+export function toJson(result: BenchResult): unknown {
+  const latency = (h: { percentile(p: number): number; maxUs: number; count: number }): Record<string, number> => ({
+    count: h.count,
+    p50Us: h.percentile(50),
+    p90Us: h.percentile(90),
+    p99Us: h.percentile(99),
+    maxUs: h.maxUs,
+  });
+  const per = perConnection(result);
+  return {
+    ...result,
+    profile: result.profile ?? null,
+    perConnection: { rssBytes: per.rss, heapBytes: per.heap, externalBytes: per.external ?? null },
+    unicast: { ...result.unicast, latency: latency(result.unicast.latency) },
+    broadcast: { ...result.broadcast, latency: latency(result.broadcast.latency) },
+    sustained: {
+      ...result.sustained,
+      latency: latency(result.sustained.latency),
+      nodeCpuPerDeliveryUs: result.sustained.received > 0 ? result.sustained.nodeCpuUs / result.sustained.received : null,
+    },
+  };
+}

@@ -1,0 +1,174 @@
+/**
+ * `npm run bench`: how many streams a node holds and what they cost, how fast
+ * a publish reaches one user and everyone, and how many deliveries per second
+ * it sustains without loss. Prints figures beside their targets; never asserts
+ * a timing, and is not part of `npm test`.
+ *
+ * Processes: this one (CLI, publisher, table), the node under test (unless
+ * `--url`), and `--clients` load clients holding the streams. All traffic
+ * stays on 127.0.0.0/8, and every process started here is stopped by its pid.
+ */
+import { randomBytes } from 'node:crypto';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildBundles, type Bundles } from './build';
+import { ClientFleet } from './client-fleet';
+import { UsageError, USAGE, parseOptions, type BenchOptions } from './options';
+import { broadcastFanOut, sustainedDeliveries, unicastLatency, type BenchContext } from './phases';
+import { installExitGuards, stopAll } from './processes';
+import { summarizeProfile, type ProfileSummary } from './profile';
+import { getText } from './publisher';
+import { attachToUrl } from './remote-target';
+import { renderTable, toJson, type BenchResult } from './report';
+import { SHAPES, type NodeUnderTest } from './shape';
+
+const log = (line: string): void => void process.stderr.write(`[bench] ${line}\n`);
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Counters worth showing when they move: anything dropped, closed or refused. */
+const WATCHED_COUNTERS = /^herald_(drops_total|connections_closed_total|refusals_total)/;
+
+function countersMoved(before: Map<string, number>, after: Map<string, number>): Record<string, number> {
+  const moved: Record<string, number> = {};
+  for (const [name, value] of after) {
+    const delta = value - (before.get(name) ?? 0);
+    if (WATCHED_COUNTERS.test(name) && delta !== 0) moved[name] = delta;
+  }
+  return moved;
+}
+
+async function measure(options: BenchOptions, node: NodeUnderTest, fleet: ClientFleet, secret: string): Promise<BenchResult> {
+  const startedAt = new Date().toISOString();
+  const loadAvgBefore = loadavg();
+  // A few requests first, so the baseline includes a warmed-up HTTP path rather than charging it to the streams.
+  for (let i = 0; i < 20; i++) await getText(`${node.url}/healthz`);
+  const before = await node.memory();
+  const countersBefore = await node.counters();
+
+  const epochNs = process.hrtime.bigint();
+  log(`opening ${options.connections} streams from ${fleet.size} client processes…`);
+  const opened = await fleet.open({ url: node.url, secret, connections: options.connections, epochNs, concurrency: 64 });
+  log(`${opened.opened.length} open in ${(opened.wallMs / 1000).toFixed(1)} s${Object.keys(opened.failures).length > 0 ? `, failures ${JSON.stringify(opened.failures)}` : ''}`);
+  if (opened.opened.length === 0) throw new Error(`no stream opened: ${JSON.stringify(opened.failures)}`);
+  // Let the node finish its bookkeeping (claims, first pings) before reading its idle memory.
+  await sleep(2000);
+  const idle = await node.memory();
+
+  const context: BenchContext = { node, fleet, users: opened.opened, epochNs, log };
+  log('unicast warm-up (200)…');
+  await unicastLatency(context, 200, 'w');
+  log(`unicast latency (${options.samples} sequential)…`);
+  const unicast = await unicastLatency(context, options.samples);
+
+  const expected = (await fleet.report([])).open;
+  log(`broadcast to ${expected} (${options.rounds} rounds)…`);
+  const broadcast = await broadcastFanOut(context, options.rounds, expected);
+
+  const profilePath = join(tmpdir(), `herald-bench-${Date.now()}.cpuprofile`);
+  const profiler = options.profile ? node.profiler : undefined;
+  if (options.profile && !profiler) log('this shape cannot profile the node; --profile ignored');
+  log(`sustained deliveries for ${options.durationS} s…`);
+  await profiler?.start();
+  const sustained = await sustainedDeliveries(context, {
+    durationS: options.durationS,
+    publishers: options.publishers,
+    batch: options.batch,
+    rate: options.rate,
+    ttl: options.ttl,
+  });
+  // Stopped only now: writing the profile costs the node CPU, which must not count as delivery work.
+  let profile: ProfileSummary | undefined;
+  if (profiler) {
+    await profiler.stop(profilePath);
+    profile = summarizeProfile(profilePath, profiler.bundlePath);
+  }
+
+  const afterSustained = await node.memory();
+  const final = await fleet.report([]);
+  const countersAfter = await node.counters();
+  return {
+    startedAt,
+    machine: { cpus: cpus().length, node: process.version, loadAvgBefore, loadAvgAfter: loadavg() },
+    target: node.description,
+    clients: fleet.size,
+    connections: {
+      requested: options.connections,
+      opened: opened.opened.length,
+      failures: opened.failures,
+      openSeconds: opened.wallMs / 1000,
+      lostDuringRun: final.lost,
+      stillOpenAtEnd: final.open,
+    },
+    memory: { before, idle, afterSustained },
+    unicast,
+    broadcast,
+    sustained,
+    nodeCounters: countersMoved(countersBefore, countersAfter),
+    profile,
+  };
+}
+
+async function main(): Promise<number> {
+  let options: BenchOptions;
+  try {
+    const parsed = parseOptions(process.argv.slice(2));
+    if (parsed === 'help') {
+      console.log(USAGE);
+      return 0;
+    }
+    options = parsed;
+  } catch (error) {
+    if (!(error instanceof UsageError) && !(error instanceof TypeError)) throw error;
+    console.error(`${error.message}\n\n${USAGE}`);
+    return 2;
+  }
+
+  installExitGuards(log);
+  // Bounded in time whatever happens: open, phases and settles each have their own deadlines; this is the backstop.
+  const budgetMs = Math.min(30 * 60_000, 180_000 + options.connections * 20 + options.samples * 20 + options.durationS * 3000);
+  const watchdog = setTimeout(() => {
+    log(`still running after ${Math.round(budgetMs / 1000)} s: stopping everything`);
+    void stopAll().finally(() => process.exit(3));
+  }, budgetMs);
+  watchdog.unref();
+
+  let bundles: Bundles | undefined;
+  let node: NodeUnderTest | undefined;
+  let fleet: ClientFleet | undefined;
+  try {
+    bundles = await buildBundles();
+    // Also on Ctrl-C, which exits without reaching `finally`.
+    process.once('exit', () => bundles?.remove());
+    const secret = options.target?.secret ?? randomBytes(32).toString('base64url');
+    const publishToken = options.target?.publishToken ?? randomBytes(24).toString('base64url');
+    if (options.target) {
+      node = attachToUrl(options.target.url, options.target.publishToken, options.publishers);
+    } else {
+      log(`starting the node (shape ${options.shape})…`);
+      node = await SHAPES[options.shape]!({ connections: options.connections, secret, publishToken, publishers: options.publishers, buildDir: bundles.dir });
+    }
+    log(`${node.description} at ${node.url}`);
+    fleet = await ClientFleet.start(options.clients, bundles.dir);
+    const result = await measure(options, node, fleet, secret);
+    const table = renderTable(result);
+    if (options.json) {
+      console.error(table);
+      console.log(JSON.stringify(toJson(result), null, 2));
+    } else {
+      console.log(table);
+    }
+    return 0;
+  } catch (error) {
+    log(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    return 1;
+  } finally {
+    log('stopping clients and node…');
+    await fleet?.stop().catch(() => undefined);
+    await node?.stop().catch(() => undefined);
+    await stopAll();
+    bundles?.remove();
+    clearTimeout(watchdog);
+  }
+}
+
+process.exitCode = await main();

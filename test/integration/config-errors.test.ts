@@ -1,0 +1,54 @@
+/**
+ * A bad setting stops the built node (dist/herald-node.mjs) at start, with exit
+ * code 1 and one JSON line on stderr that names the variable (DESIGN.md,
+ * "Configuration").
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { buildEntryPoint, spawnChildNode, type BuiltEntry, type ChildNode } from '../support/child-node';
+import { TEST_SECRET } from '../support/tokens';
+import { withDeadline } from '../support/deadline';
+
+let entry: BuiltEntry | undefined;
+let child: ChildNode | undefined;
+
+beforeAll(async () => {
+  entry = await buildEntryPoint();
+}, 90_000);
+
+afterAll(() => entry?.dispose());
+
+afterEach(async () => {
+  await child?.stop();
+  child = undefined;
+});
+
+const SHORT_SECRET = 'only-twenty-bytes-ok';
+
+describe('configuration errors at start (built entry point)', () => {
+  it.each([
+    ['HERALD_HEARTBEAT_MS=abc', { HERALD_JWT_SECRET: TEST_SECRET, HERALD_HEARTBEAT_MS: 'abc' }, 'HERALD_HEARTBEAT_MS'],
+    ['HERALD_HEARTBEAT_MS below its minimum', { HERALD_JWT_SECRET: TEST_SECRET, HERALD_HEARTBEAT_MS: '999' }, 'HERALD_HEARTBEAT_MS'],
+    ['HERALD_MODE=aws without a secret', { HERALD_MODE: 'aws' }, 'HERALD_JWT_SECRET'],
+    ['HERALD_MODE=aws without its queue prefix', { HERALD_MODE: 'aws', HERALD_JWT_SECRET: TEST_SECRET }, 'HERALD_QUEUE_PREFIX'],
+    ['an unknown HERALD_MODE', { HERALD_JWT_SECRET: TEST_SECRET, HERALD_MODE: 'cloud' }, 'HERALD_MODE'],
+    ['an unknown HERALD_TAB_POLICY', { HERALD_JWT_SECRET: TEST_SECRET, HERALD_TAB_POLICY: 'tabs' }, 'HERALD_TAB_POLICY'],
+    ['HERALD_PORT out of range', { HERALD_JWT_SECRET: TEST_SECRET, HERALD_PORT: '70000' }, 'HERALD_PORT'],
+    ['a JWT secret shorter than 32 bytes', { HERALD_JWT_SECRET: SHORT_SECRET }, 'HERALD_JWT_SECRET'],
+  ])('exits 1 on %s, naming the variable in a JSON line on stderr', async (_, env, variable) => {
+    child = spawnChildNode(entry!.path, { HERALD_PORT: '0', ...env });
+    const exit = await withDeadline(child.exited, 10_000, 'the node to exit');
+    expect(exit.code).toBe(1);
+
+    const lines = child.stderrLines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 'error', event: 'config.invalid', variable });
+    expect(String(lines[0]!.message)).toContain(variable);
+    expect(child.logs.some((l) => l.event === 'http.listening')).toBe(false);
+  });
+
+  it('does not print the rejected secret', async () => {
+    child = spawnChildNode(entry!.path, { HERALD_PORT: '0', HERALD_JWT_SECRET: SHORT_SECRET });
+    await withDeadline(child.exited, 10_000, 'the node to exit');
+    expect(child.stderrLines.join('\n')).not.toContain(SHORT_SECRET);
+  });
+});
