@@ -27,8 +27,8 @@ export interface NodeDeps {
   readonly log: Logger;
   readonly nodeId: string;
   readonly clock?: Clock;
-  /** How long a connection record lives without a refresh; a crashed node's records lapse after it. */
-  readonly recordTtlMs?: number;
+  /** How long this node counts as alive after each heartbeat; a crashed node's streams lapse after it. */
+  readonly nodeTtlMs?: number;
 }
 
 const PING = Buffer.from(PING_FRAME);
@@ -38,7 +38,7 @@ const PING = Buffer.from(PING_FRAME);
  * (100 × 64 KiB), so a single legitimate publish never trips it.
  */
 export const HARD_QUEUE_FACTOR = 8;
-const RECORD_TTL_MS = 90_000;
+const NODE_TTL_MS = 30_000;
 /** Granularity of heartbeats and token-expiry checks: one timer for the whole node, not one per stream. */
 const MAX_TICK_MS = 1_000;
 
@@ -52,16 +52,16 @@ export class HeraldNode {
   readonly metrics = new NodeMetrics();
   readonly authenticate: Authenticator;
   readonly clock: Clock;
-  readonly recordTtlMs: number;
+  readonly nodeTtlMs: number;
   private readonly connectLimiter: TokenBucketLimiter;
   private readonly limits: BackpressureLimits;
   private ticker: NodeJS.Timeout | undefined;
-  private refresher: NodeJS.Timeout | undefined;
+  private heartbeater: NodeJS.Timeout | undefined;
   private drainState: Promise<void> | undefined;
 
   constructor(readonly deps: NodeDeps) {
     this.clock = deps.clock ?? systemClock;
-    this.recordTtlMs = deps.recordTtlMs ?? RECORD_TTL_MS;
+    this.nodeTtlMs = deps.nodeTtlMs ?? NODE_TTL_MS;
     this.authenticate = createAuthenticator(deps.config.auth, deps.config.authCookie);
     this.connectLimiter = new TokenBucketLimiter(deps.config.connectRatePerAddress, this.clock);
     const { maxQueuedBytes, stallTimeoutMs } = deps.config;
@@ -77,10 +77,12 @@ export class HeraldNode {
   }
 
   async start(): Promise<void> {
+    // Alive before anything is claimed: records of a node without a heartbeat count as gone.
+    await this.deps.owners.heartbeat(this.nodeId, this.clock() + this.nodeTtlMs);
     await this.deps.bus.start(this.nodeId, (message) => this.onBusMessage(message));
     const tickMs = Math.min(MAX_TICK_MS, Math.floor(this.deps.config.heartbeatMs / 4));
     this.ticker = setInterval(() => this.tick(), tickMs);
-    this.refresher = setInterval(() => void this.refreshRecords(), Math.floor(this.recordTtlMs / 3));
+    this.heartbeater = setInterval(() => void this.heartbeat(), Math.floor(this.nodeTtlMs / 3));
     this.deps.log.info('node.started', { nodeId: this.nodeId, mode: this.deps.config.mode, policy: this.deps.config.tabPolicy });
   }
 
@@ -118,7 +120,7 @@ export class HeraldNode {
       connectionId: connection.id,
       nodeId: this.nodeId,
       connectedAtMs: connection.connectedAtMs,
-      expiresAtMs: this.clock() + this.recordTtlMs,
+      expiresAtMs: connection.expiresAtMs,
     };
   }
 
@@ -146,9 +148,13 @@ export class HeraldNode {
 
   async stop(): Promise<void> {
     clearInterval(this.ticker);
-    clearInterval(this.refresher);
+    clearInterval(this.heartbeater);
     for (const connection of this.hub.snapshot()) this.closeWith(connection, 'draining');
     await this.deps.bus.close();
+    // Gone at once, rather than when the last heartbeat lapses.
+    await this.deps.owners.heartbeat(this.nodeId, 0).catch((error: unknown) => {
+      this.deps.log.warn('owners.heartbeat_failed', { error });
+    });
     this.deps.log.info('node.stopped', { nodeId: this.nodeId });
   }
 
@@ -247,13 +253,12 @@ export class HeraldNode {
     }
   }
 
-  private async refreshRecords(): Promise<void> {
-    const records = this.hub.snapshot().filter((c) => c.state !== 'closed').map((c) => this.record(c));
-    if (records.length === 0) return;
+  private async heartbeat(): Promise<void> {
     try {
-      await this.deps.owners.refresh(records, this.clock() + this.recordTtlMs);
+      await this.deps.owners.heartbeat(this.nodeId, this.clock() + this.nodeTtlMs);
     } catch (error) {
-      this.deps.log.warn('owners.refresh_failed', { records: records.length, error });
+      this.deps.log.warn('owners.heartbeat_failed', { nodeId: this.nodeId, error });
     }
   }
+
 }

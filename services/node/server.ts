@@ -21,14 +21,14 @@ export interface StartOptions {
   readonly ports: Ports;
   readonly log: Logger;
   readonly nodeId: string;
-  /** Overrides for tests: a short connection-record lifetime, a fake clock. */
-  readonly recordTtlMs?: number;
+  /** Overrides for tests: a short node heartbeat lifetime. */
+  readonly nodeTtlMs?: number;
 }
 
 /** Builds the node and its HTTP server, and listens. */
 export async function startHerald(options: StartOptions): Promise<RunningHerald> {
   const { config, ports, log } = options;
-  const node = new HeraldNode({ config, log, nodeId: options.nodeId, ...ports, ...(options.recordTtlMs === undefined ? {} : { recordTtlMs: options.recordTtlMs }) });
+  const node = new HeraldNode({ config, log, nodeId: options.nodeId, ...ports, ...(options.nodeTtlMs === undefined ? {} : { nodeTtlMs: options.nodeTtlMs }) });
   const app = createApp(node, { ...ports, limiter: ports.publishLimiter });
   const server = createServer(getRequestListener(app.fetch));
   // A stream may legitimately send nothing but heartbeats for hours; Node's own

@@ -18,6 +18,8 @@ export interface OwnersFixture extends Cleanup {
 export type OwnersFactory = (context: ContractContext) => Promise<OwnersFixture>;
 
 const SINGLE: ClaimPolicy = { mode: 'single' };
+const A_YEAR_MS = 365 * 24 * 3600 * 1000;
+const ALIVE_NODES = ['node-a', 'node-b', 'node-c', 'node-z', ...Array.from({ length: 10 }, (_, i) => `node-${i}`)];
 const multi = (maxTabs: number): ClaimPolicy => ({ mode: 'multi', maxTabs });
 
 const byConnection = (a: ConnectionRecord, b: ConnectionRecord): number => a.connectionId.localeCompare(b.connectionId);
@@ -32,9 +34,14 @@ export function describeOwnersContract(name: string, factory: OwnersFactory, opt
   describe(`Owners contract: ${name}`, () => {
     const it = contractIt(options);
 
+    /**
+     * A fresh store whose usual nodes heartbeat far into the future, so tests
+     * about records see them live unless they say otherwise.
+     */
     async function open(): Promise<{ owners: Owners; clock: ManualClock; record: (userId: string, nodeId: string, ttlMs?: number) => ConnectionRecord }> {
       const { context, fixture } = await setUp(factory, (f) => f.owners.close());
       const record = (userId: string, nodeId: string, ttlMs?: number): ConnectionRecord => connectionRecord(context.clock, userId, nodeId, ttlMs);
+      await Promise.all(ALIVE_NODES.map((nodeId) => fixture.owners.heartbeat(nodeId, context.clock.now() + A_YEAR_MS)));
       return { owners: fixture.owners, clock: context.clock, record };
     }
 
@@ -262,88 +269,70 @@ export function describeOwnersContract(name: string, factory: OwnersFactory, opt
       });
     });
 
-    describe('refresh', () => {
-      it('extends a record past its old expiry', async () => {
+    describe('node heartbeats', () => {
+      it('hides the records of a node whose heartbeat lapsed, and never returns them as displaced', async () => {
         const { owners, clock, record } = await open();
-        const r = record('alice', 'node-a', 10_000);
-        await owners.claim(r, SINGLE);
+        await owners.heartbeat('node-x', clock.now() + 10_000);
+        await owners.claim(record('alice', 'node-x'), SINGLE);
+        await owners.claim(record('bob', 'node-a'), SINGLE);
+        expect(await nodesOf(owners, 'alice')).toEqual(['node-x']);
 
-        await owners.refresh([r], clock.now() + 30_000);
-        clock.advance(20_000);
-        expect(await nodesOf(owners, 'alice')).toEqual(['node-a']);
         clock.advance(10_001);
+
+        expect(await nodesOf(owners, 'alice')).toBeUndefined();
+        expect(await nodesOf(owners, 'bob')).toEqual(['node-a']);
+        expect(await owners.claim(record('alice', 'node-b'), SINGLE)).toEqual({ ok: true, displaced: [] });
+      });
+
+      it('keeps a node alive past its previous expiry when it heartbeats again', async () => {
+        const { owners, clock, record } = await open();
+        await owners.heartbeat('node-x', clock.now() + 10_000);
+        await owners.claim(record('alice', 'node-x'), SINGLE);
+        clock.advance(8_000);
+        await owners.heartbeat('node-x', clock.now() + 10_000);
+        clock.advance(8_000);
+
+        expect(await nodesOf(owners, 'alice')).toEqual(['node-x']);
+      });
+
+      it('treats a node that never sent a heartbeat as gone', async () => {
+        const { owners, record } = await open();
+        await owners.claim(record('alice', 'node-never'), SINGLE);
+
         expect(await nodesOf(owners, 'alice')).toBeUndefined();
       });
 
-      it('returns a refreshed record with its new expiry when a newer tab displaces it', async () => {
+      it('declares a node gone at once with an expiry in the past (a clean shutdown)', async () => {
         const { owners, clock, record } = await open();
-        const r = record('alice', 'node-a', 10_000);
-        await owners.claim(r, SINGLE);
-        const extendedTo = clock.now() + 30_000;
-        await owners.refresh([r], extendedTo);
-        clock.advance(20_000);
+        await owners.heartbeat('node-x', clock.now() + 60_000);
+        await owners.claim(record('alice', 'node-x'), SINGLE);
 
-        expect(await owners.claim(record('alice', 'node-b'), SINGLE)).toEqual({ ok: true, displaced: [{ ...r, expiresAtMs: extendedTo }] });
+        await owners.heartbeat('node-x', 0);
+
+        expect(await nodesOf(owners, 'alice')).toBeUndefined();
       });
 
-      it("refreshes many users' records in one call and leaves the others alone", async () => {
+      it("does not count a lapsed node's tabs against maxTabs", async () => {
         const { owners, clock, record } = await open();
-        const refreshed = Array.from({ length: 30 }, (_, i) => record(`user-${i}`, `node-${i % 3}`, 10_000));
-        const untouched = record('zoe', 'node-z', 10_000);
-        for (const r of [...refreshed, untouched]) await owners.claim(r, SINGLE);
+        await owners.heartbeat('node-x', clock.now() + 10_000);
+        await owners.claim(record('alice', 'node-x'), multi(1));
+        clock.advance(10_001);
 
-        await owners.refresh(refreshed, clock.now() + 60_000);
+        expect(displacedBy(await owners.claim(record('alice', 'node-a'), multi(1)))).toEqual([]);
+      });
+
+      it("leaves other nodes' lifetimes alone", async () => {
+        const { owners, clock, record } = await open();
+        await owners.heartbeat('node-x', clock.now() + 10_000);
+        await owners.heartbeat('node-y', clock.now() + 10_000);
+        await owners.claim(record('alice', 'node-x'), SINGLE);
+        await owners.claim(record('bob', 'node-y'), SINGLE);
+
+        await owners.heartbeat('node-x', clock.now() + 60_000);
         clock.advance(30_000);
 
-        const found = await owners.locate([...refreshed.map((r) => r.userId), 'zoe']);
-        expect(new Set(found.keys())).toEqual(new Set(refreshed.map((r) => r.userId)));
-      });
-
-      it('skips a record that was never claimed: refresh does not create it', async () => {
-        const { owners, clock, record } = await open();
-        await owners.refresh([record('alice', 'node-a')], clock.now() + 60_000);
-
-        expect(await nodesOf(owners, 'alice')).toBeUndefined();
-      });
-
-      it('skips a displaced record: refresh does not bring it back', async () => {
-        const { owners, clock, record } = await open();
-        const [old, newer] = [record('alice', 'node-a'), record('alice', 'node-b')];
-        await owners.claim(old, SINGLE);
-        await owners.claim(newer, SINGLE);
-
-        await owners.refresh([old, newer], clock.now() + 120_000);
-
-        expect(await nodesOf(owners, 'alice')).toEqual(['node-b']);
-        await owners.release('alice', newer.connectionId);
-        expect(await nodesOf(owners, 'alice')).toBeUndefined();
-      });
-
-      it('skips an expired record: once gone, a late refresh does not bring it back', async () => {
-        const { owners, clock, record } = await open();
-        const r = record('alice', 'node-a', 10_000);
-        await owners.claim(r, SINGLE);
-        clock.advance(10_001);
-
-        await owners.refresh([r], clock.now() + 60_000);
-
-        expect(await nodesOf(owners, 'alice')).toBeUndefined();
-      });
-
-      it('skips a released record', async () => {
-        const { owners, clock, record } = await open();
-        const r = record('alice', 'node-a');
-        await owners.claim(r, SINGLE);
-        await owners.release('alice', r.connectionId);
-
-        await owners.refresh([r], clock.now() + 120_000);
-
-        expect(await nodesOf(owners, 'alice')).toBeUndefined();
-      });
-
-      it('accepts an empty list', async () => {
-        const { owners, clock } = await open();
-        await expect(owners.refresh([], clock.now() + 1_000)).resolves.toBeUndefined();
+        expect(await nodesOf(owners, 'alice')).toEqual(['node-x']);
+        expect(await nodesOf(owners, 'bob')).toBeUndefined();
       });
     });
 

@@ -106,7 +106,7 @@ export class PortRig {
     return {
       claim: (record, policy) => this.around({ op: 'owners.claim', userId: record.userId }, () => inner.claim(record, policy)),
       release: (userId, connectionId) => inner.release(userId, connectionId),
-      refresh: (records, expiresAtMs) => inner.refresh(records, expiresAtMs),
+      heartbeat: (nodeId, expiresAtMs) => inner.heartbeat(nodeId, expiresAtMs),
       locate: (userIds) => this.around({ op: 'owners.locate' }, () => inner.locate(userIds)),
       close: () => inner.close(),
     };

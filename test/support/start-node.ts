@@ -32,7 +32,7 @@ export interface TestNodeOptions {
   /** Share a bus network with other nodes to test cross-node behaviour in one process. */
   readonly network?: MemoryNetwork;
   readonly nodeId?: string;
-  readonly recordTtlMs?: number;
+  readonly nodeTtlMs?: number;
 }
 
 let sequence = 0;
@@ -59,7 +59,7 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
     ports,
     log,
     nodeId: options.nodeId ?? `test-${++sequence}`,
-    ...(options.recordTtlMs === undefined ? {} : { recordTtlMs: options.recordTtlMs }),
+    ...(options.nodeTtlMs === undefined ? {} : { nodeTtlMs: options.nodeTtlMs }),
   });
   onTestFinished(async () => {
     running.server.closeAllConnections();

@@ -3,6 +3,8 @@ import { systemClock, type Clock } from '../../ports/clock';
 
 export class MemoryOwners implements Owners {
   private readonly byUser = new Map<string, ConnectionRecord[]>();
+  /** Heartbeat expiry per node. */
+  private readonly nodes = new Map<string, number>();
 
   constructor(private readonly clock: Clock = systemClock) {}
 
@@ -30,16 +32,8 @@ export class MemoryOwners implements Owners {
     return Promise.resolve();
   }
 
-  refresh(records: readonly ConnectionRecord[], expiresAtMs: number): Promise<void> {
-    // Only live records: an expired one counts as gone, and a refresh must not bring it back.
-    for (const { userId, connectionId } of records) {
-      const live = this.live(userId);
-      if (live.length === 0) continue;
-      this.byUser.set(
-        userId,
-        live.map((r) => (r.connectionId === connectionId ? { ...r, expiresAtMs } : r)),
-      );
-    }
+  heartbeat(nodeId: string, expiresAtMs: number): Promise<void> {
+    this.nodes.set(nodeId, expiresAtMs);
     return Promise.resolve();
   }
 
@@ -54,15 +48,16 @@ export class MemoryOwners implements Owners {
 
   close(): Promise<void> {
     this.byUser.clear();
+    this.nodes.clear();
     return Promise.resolve();
   }
 
-  /** The user's unexpired records; expired ones are dropped on the way. */
+  /** The user's live records (own expiry and node heartbeat both ahead); the others are dropped on the way. */
   private live(userId: string): ConnectionRecord[] {
     const records = this.byUser.get(userId);
     if (!records) return [];
     const now = this.clock();
-    const live = records.filter((r) => r.expiresAtMs > now);
+    const live = records.filter((r) => r.expiresAtMs > now && (this.nodes.get(r.nodeId) ?? 0) > now);
     if (live.length !== records.length) {
       if (live.length === 0) this.byUser.delete(userId);
       else this.byUser.set(userId, live);
