@@ -47,7 +47,9 @@ export function createApp(node: HeraldNode, publishDeps: PublishDeps): HeraldApp
     node.metrics.refused(refusal.code);
     // RFC 9110 §11.6.1: a 401 carries the challenge for the scheme it expects.
     if (refusal.status === 401) {
-      c.header('WWW-Authenticate', refusal.code === 'token_missing' ? 'Bearer realm="herald"' : 'Bearer realm="herald", error="invalid_token"');
+      // RFC 6750 §3.1: no error code when the request carried no credentials at all.
+      const sentNothing = refusal.code === 'token_missing' || c.req.header('authorization') === undefined;
+      c.header('WWW-Authenticate', sentNothing ? 'Bearer realm="herald"' : 'Bearer realm="herald", error="invalid_token"');
     }
     if (refusal.status >= 500) log.warn('http.unavailable', { code: refusal.code, path: c.req.path, error: refusal.details.cause });
     const retryAfterMs = refusal.details.retryAfterMs;

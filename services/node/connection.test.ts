@@ -22,6 +22,11 @@ class FakeSink implements StreamSink {
   writableLength = 0;
   /** When set, every write adds its bytes to `writableLength`, as a socket that never drains. */
   growOnWrite = false;
+
+  /** A socket refuses writes (and owes a `drain`) once anything is queued. */
+  get writableNeedDrain(): boolean {
+    return this.writableLength > 0;
+  }
   private listeners: Record<SinkEvent, Array<() => void>> = { drain: [], close: [] };
 
   write(chunk: Uint8Array): boolean {

@@ -15,6 +15,8 @@ export interface StreamSink {
   removeListener(event: 'drain' | 'close', listener: () => void): unknown;
   /** Bytes accepted by `write` but not yet handed to the kernel. */
   readonly writableLength: number;
+  /** A write was refused for a full buffer, so `drain` will fire once it empties. */
+  readonly writableNeedDrain: boolean;
 }
 
 /**
@@ -138,9 +140,19 @@ export class Connection {
         this.sink.uncork();
       }
       start = end;
-      if (start < frames.length && !(await this.drained())) return false;
+      if (start < frames.length && !(await this.nextTurn())) return false;
     }
     return this.state !== 'closed';
+  }
+
+  /**
+   * Waits until writing may go on: for `drain` when the sink promised one, or
+   * else for the next turn of the event loop (a high-water mark above the cap,
+   * as on Node 22, may never produce a `drain` for a backlog this small).
+   */
+  private nextTurn(): Promise<boolean> {
+    if (this.sink.writableNeedDrain) return this.drained();
+    return new Promise((resolve) => setImmediate(() => resolve(this.state !== 'closed')));
   }
 
   /**
@@ -167,7 +179,14 @@ export class Connection {
       this.congestedSinceMs = undefined;
       return false;
     }
-    this.congestedSinceMs ??= nowMs;
+    if (this.congestedSinceMs === undefined) {
+      this.congestedSinceMs = nowMs;
+      // A drain means the client caught up, however busy the stream is between
+      // samples: the clock starts again only if it falls behind again.
+      this.sink.once('drain', () => {
+        this.congestedSinceMs = undefined;
+      });
+    }
     return nowMs - this.congestedSinceMs >= this.limits.stallTimeoutMs;
   }
 

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Bus, BusMessage } from '../ports/bus';
 import type { History } from '../ports/history';
 import type { ConnectionRecord, Owners } from '../ports/owners';
@@ -7,6 +8,7 @@ import type { RateLimiter } from '../ports/rate-limiter';
 import { systemClock, type Clock } from '../ports/clock';
 import type { HeraldEvent } from '../protocol/envelope';
 import { HeraldError } from '../protocol/errors';
+import { MAX_BATCH } from '../protocol/limits';
 import { PING_FRAME, frameClosing, frameEvent, frameReplaced, type CloseReason } from '../protocol/sse-frame';
 import { TokenBucketLimiter } from '../adapters/memory/token-bucket';
 import type { Logger } from '../shared/log';
@@ -17,6 +19,7 @@ import { NodeMetrics } from './metrics';
 import { createAuthenticator, type Authenticator } from './auth';
 import { openStream } from './open-stream';
 import { jittered } from './jitter';
+import { HttpStreamSink, chunk } from './http-stream-sink';
 
 export interface NodeDeps {
   readonly config: Config;
@@ -31,13 +34,20 @@ export interface NodeDeps {
   readonly nodeTtlMs?: number;
 }
 
-const PING = Buffer.from(PING_FRAME);
+const PING = chunk(PING_FRAME);
 /**
  * A backlog this many times `maxQueuedBytes` cuts a stream at once: with the
- * default 1 MiB that is 8 MiB, above one full batch of maximum-size events
- * (100 × 64 KiB), so a single legitimate publish never trips it.
+ * default 1 MiB that is 8 MiB. It is raised when needed to hold one full batch
+ * of maximum-size events, so a single legitimate publish never trips it.
  */
 export const HARD_QUEUE_FACTOR = 8;
+/** An event's bytes on the wire beyond its data: id, event name, field names, chunk size. */
+const FRAME_OVERHEAD_BYTES = 256;
+
+/** The backlog that cuts a stream at once: 8× the cap, and never less than one full batch of maximum-size events. */
+export function hardQueueLimit(maxQueuedBytes: number, maxDataBytes: number): number {
+  return Math.max(HARD_QUEUE_FACTOR * maxQueuedBytes, MAX_BATCH * (maxDataBytes + FRAME_OVERHEAD_BYTES));
+}
 const NODE_TTL_MS = 30_000;
 /** Granularity of heartbeats and token-expiry checks: one timer for the whole node, not one per stream. */
 const MAX_TICK_MS = 1_000;
@@ -64,8 +74,8 @@ export class HeraldNode {
     this.nodeTtlMs = deps.nodeTtlMs ?? NODE_TTL_MS;
     this.authenticate = createAuthenticator(deps.config.auth, deps.config.authCookie);
     this.connectLimiter = new TokenBucketLimiter(deps.config.connectRatePerAddress, this.clock);
-    const { maxQueuedBytes, stallTimeoutMs } = deps.config;
-    this.limits = { maxQueuedBytes, hardQueuedBytes: HARD_QUEUE_FACTOR * maxQueuedBytes, stallTimeoutMs };
+    const { maxQueuedBytes, stallTimeoutMs, maxDataBytes } = deps.config;
+    this.limits = { maxQueuedBytes, hardQueuedBytes: hardQueueLimit(maxQueuedBytes, maxDataBytes), stallTimeoutMs };
   }
 
   get nodeId(): string {
@@ -98,20 +108,20 @@ export class HeraldNode {
     }
   }
 
-  open(res: ServerResponse, userId: string, expiresAtMs: number, lastEventId: string | undefined): Promise<void> {
+  open(res: ServerResponse, socket: Socket, userId: string, expiresAtMs: number, lastEventId: string | undefined): Promise<void> {
     const connection = new Connection(
       randomBytes(9).toString('base64url'),
       userId,
       expiresAtMs,
       this.clock(),
-      res,
+      new HttpStreamSink(res, socket),
       this.limits,
       (c, reason) => this.onClosed(c, reason),
     );
     // Spread first pings over one period so a burst of connects does not ping in lockstep.
     connection.nextPingAtMs = connection.connectedAtMs + Math.random() * this.deps.config.heartbeatMs;
     res.on('close', () => connection.close('client_closed'));
-    return openStream(this, connection, res, lastEventId);
+    return openStream(this, connection, res, socket, lastEventId);
   }
 
   record(connection: Connection): ConnectionRecord {
@@ -165,7 +175,7 @@ export class HeraldNode {
 
   closeWith(connection: Connection, reason: Exclude<CloseReason, 'replaced' | 'client_closed' | 'slow_consumer'>): void {
     const retryMs = reason === 'draining' ? jittered(this.deps.config.retryMs, 1) : jittered(this.deps.config.retryMs, 0.5);
-    connection.close(reason, Buffer.from(frameClosing(reason, retryMs)));
+    connection.close(reason, chunk(frameClosing(reason, retryMs)));
   }
 
   private async runDrain(): Promise<void> {
@@ -194,7 +204,7 @@ export class HeraldNode {
 
   /** Frames the event once and hands the same bytes to every recipient on this node. */
   private deliver(event: HeraldEvent): void {
-    const frame = Buffer.from(frameEvent(event));
+    const frame = chunk(frameEvent(event));
     let written = 0;
     let dropped = 0;
     const push = (connection: Connection): void => {
@@ -203,7 +213,7 @@ export class HeraldNode {
       else if (outcome === 'dropped') dropped++;
     };
     if ('all' in event.to) {
-      for (const connection of this.hub.snapshot()) push(connection);
+      this.hub.forEach(push);
     } else {
       for (const userId of event.to.users) {
         const list = this.hub.of(userId);
@@ -220,7 +230,7 @@ export class HeraldNode {
     const connection = this.hub.find(userId, connectionId);
     if (!connection) return;
     this.deps.log.info('connection.replaced', { connectionId, byConnectionId });
-    connection.close('replaced', Buffer.from(frameReplaced(connection.id)));
+    connection.close('replaced', chunk(frameReplaced(connection.id)));
   }
 
   private onClosed(connection: Connection, reason: CloseReason): void {
@@ -237,20 +247,20 @@ export class HeraldNode {
   private tick(): void {
     const now = this.clock();
     const { heartbeatMs } = this.deps.config;
-    for (const connection of this.hub.snapshot()) {
-      if (connection.state === 'pending') continue;
+    this.hub.forEach((connection) => {
+      if (connection.state === 'pending') return;
       if (connection.stalled(now)) {
         this.deps.log.info('connection.stalled', { connectionId: connection.id, stallTimeoutMs: this.limits.stallTimeoutMs });
         connection.close('slow_consumer');
       } else if (connection.state !== 'live') {
-        continue;
+        return;
       } else if (connection.expiresAtMs <= now) {
         this.closeWith(connection, 'token_expired');
       } else if (connection.nextPingAtMs <= now) {
         connection.write(PING);
         connection.nextPingAtMs = Math.max(connection.nextPingAtMs + heartbeatMs, now + heartbeatMs / 2);
       }
-    }
+    });
   }
 
   private async heartbeat(): Promise<void> {

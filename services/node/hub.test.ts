@@ -10,6 +10,7 @@ const sink: StreamSink = {
   uncork: () => undefined,
   once: () => undefined,
   removeListener: () => undefined,
+  writableNeedDrain: false,
   writableLength: 0,
 };
 const limits = { maxQueuedBytes: 1024, hardQueuedBytes: 8 * 1024, stallTimeoutMs: 10_000 };

@@ -45,6 +45,21 @@ export class Hub {
     for (const list of this.byUser.values()) yield* list;
   }
 
+  /**
+   * Visits every stream without copying them (a broadcast or a tick on a node
+   * with tens of thousands of streams). `visit` may close the stream it is
+   * given: lists are walked backwards, and a Map tolerates deleting the entry
+   * being visited.
+   */
+  forEach(visit: (connection: Connection) => void): void {
+    for (const list of this.byUser.values()) {
+      for (let i = list.length - 1; i >= 0; i--) {
+        const connection = list[i];
+        if (connection) visit(connection);
+      }
+    }
+  }
+
   snapshot(): Connection[] {
     return [...this.all()];
   }

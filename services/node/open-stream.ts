@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { ClaimResult } from '../ports/owners';
 import type { ReplayResult } from '../ports/history';
 import { isEventId } from '../protocol/event-id';
@@ -7,6 +8,7 @@ import { frameEvent, frameGap, frameReady, frameReplaced, frameRetry } from '../
 import type { Connection } from './connection';
 import type { HeraldNode } from './herald-node';
 import { jittered } from './jitter';
+import { chunk } from './http-stream-sink';
 
 /**
  * Response headers of a stream. `no-transform` keeps proxies from compressing
@@ -31,7 +33,7 @@ export const STREAM_HEADERS = {
  * "history before lookup" is the other half (see services/publisher/publish.ts).
  * Until step 3 a failure is an HTTP refusal (thrown); after it, it is in band.
  */
-export async function openStream(node: HeraldNode, connection: Connection, res: ServerResponse, lastEventId: string | undefined): Promise<void> {
+export async function openStream(node: HeraldNode, connection: Connection, res: ServerResponse, socket: Socket, lastEventId: string | undefined): Promise<void> {
   const { config, owners, log } = node.deps;
   node.hub.add(connection);
   const refuse = (error: unknown, release: boolean): never => {
@@ -55,9 +57,14 @@ export async function openStream(node: HeraldNode, connection: Connection, res: 
   if (node.draining) return refuse(new HeraldError('draining', 'this node is shutting down; reconnect', { retryAfterMs: 1000 }), true);
   for (const displaced of claim.displaced) node.displace(displaced, connection.id);
 
-  res.writeHead(200, STREAM_HEADERS);
   const ready = frameReady({ connectionId: connection.id, nodeId: node.nodeId, policy: config.tabPolicy, heartbeatMs: config.heartbeatMs });
-  connection.begin([Buffer.from(frameRetry(jittered(config.retryMs, 0.5)) + ready)]);
+  // Headers go out through the response (which then owes the last chunk at
+  // `end`); every frame after them is a pre-framed chunk on the socket.
+  socket.cork();
+  res.writeHead(200, STREAM_HEADERS);
+  res.flushHeaders();
+  connection.begin([chunk(frameRetry(jittered(config.retryMs, 0.5)) + ready)]);
+  socket.uncork();
   node.metrics.connectionsOpened++;
   log.info('connection.opened', { connectionId: connection.id, displaced: claim.displaced.length, resuming: lastEventId !== undefined });
 
@@ -73,7 +80,7 @@ async function writeReplay(node: HeraldNode, connection: Connection, lastEventId
   if (lastEventId === undefined) return sent;
   if (!isEventId(lastEventId)) {
     // Not an id this system issued: say so, and let the app refetch its state.
-    connection.write(Buffer.from(frameGap(lastEventId, 'unknown_position')));
+    connection.write(chunk(frameGap(lastEventId, 'unknown_position')));
     return sent;
   }
   let replay: ReplayResult;
@@ -87,9 +94,9 @@ async function writeReplay(node: HeraldNode, connection: Connection, lastEventId
   }
   if (connection.state === 'closed') return null;
   const frames: Buffer[] = [];
-  if (replay.gap !== null) frames.push(Buffer.from(frameGap(lastEventId, replay.gap)));
+  if (replay.gap !== null) frames.push(chunk(frameGap(lastEventId, replay.gap)));
   for (const event of replay.events) {
-    frames.push(Buffer.from(frameEvent(event)));
+    frames.push(chunk(frameEvent(event)));
     sent.add(event.id);
   }
   if (frames.length > 0 && !(await connection.writePaced(frames))) return null;

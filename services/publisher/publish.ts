@@ -40,7 +40,17 @@ export const MAX_TARGETED_NODES = 8;
  * reconnecting tab sees second, it gets the event: either the lookup finds the
  * new stream, or the replay finds the event. Do not reorder these awaits.
  */
-export async function publish(events: readonly HeraldEvent[], deps: PublishDeps, publisherId: string): Promise<PublishResult[]> {
+export interface PublishOptions {
+  /** The events came as a batch: a fault names the failing index even in a batch of one. */
+  readonly batch?: boolean;
+}
+
+export async function publish(
+  events: readonly HeraldEvent[],
+  deps: PublishDeps,
+  publisherId: string,
+  options: PublishOptions = {},
+): Promise<PublishResult[]> {
   if (deps.limiter) {
     const decision = await deps.limiter.take(publisherId, events.length);
     if (!decision.allowed) {
@@ -53,7 +63,7 @@ export async function publish(events: readonly HeraldEvent[], deps: PublishDeps,
     try {
       results.push(await publishOne(event, deps));
     } catch (error) {
-      throw atIndex(error, index, events.length);
+      throw options.batch === true || events.length > 1 ? atIndex(error, index) : error;
     }
   }
   return results;
@@ -64,8 +74,8 @@ export async function publish(events: readonly HeraldEvent[], deps: PublishDeps,
  * published, this one may have been stored, the rest were not. Saying where is
  * what lets the caller retry the rest, with the same ids.
  */
-function atIndex(error: unknown, index: number, count: number): unknown {
-  if (count === 1 || !(error instanceof HeraldError)) return error;
+function atIndex(error: unknown, index: number): unknown {
+  if (!(error instanceof HeraldError)) return error;
   return new HeraldError(error.code, `${error.message} (notifications before index ${index} were published)`, { ...error.details, index });
 }
 

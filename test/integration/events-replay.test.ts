@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { HARD_QUEUE_FACTOR } from '../../services/node/herald-node';
+import { hardQueueLimit } from '../../services/node/herald-node';
+import { DEFAULT_MAX_DATA_BYTES } from '../../services/protocol/limits';
 import { eventIdFloor, newEventId } from '../../services/protocol/event-id';
 import { startTestNode, type TestNode } from '../support/start-node';
 import { openStream, type SseStream } from '../support/sse-client';
@@ -218,23 +219,24 @@ describe('GET /events replay after Last-Event-ID', () => {
     expect(await node.metric('herald_connections_closed_total{reason="slow_consumer"}')).toBe(0);
   });
 
-  it('replays a backlog past the hard limit (8× HERALD_MAX_QUEUED_BYTES) at the client\'s pace, in full', async () => {
+  it('replays a backlog past the hard limit at the client\'s pace, in full', async () => {
     const cap = 65_536;
-    const node = await startTestNode({ env: { HERALD_MAX_QUEUED_BYTES: String(cap) } });
+    const node = await startTestNode({ env: { HERALD_MAX_QUEUED_BYTES: String(cap), HERALD_HISTORY_SIZE: '200', HERALD_REPLAY_LIMIT: '200' } });
     const text = 'r'.repeat(60_000);
+    const count = Math.ceil((1.2 * hardQueueLimit(cap, DEFAULT_MAX_DATA_BYTES)) / text.length);
     const position = await publish(node, { to: { users: ['alice'] } });
     const backlog: string[] = [];
-    for (let n = 0; n < 40; n++) backlog.push(await publish(node, { to: { users: ['alice'] }, data: { n, text } }));
-    expect(backlog.length * text.length).toBeGreaterThan(4 * cap * HARD_QUEUE_FACTOR);
+    for (let n = 0; n < count; n++) backlog.push(await publish(node, { to: { users: ['alice'] }, data: { n, text } }));
+    expect(backlog.length * text.length).toBeGreaterThan(hardQueueLimit(cap, DEFAULT_MAX_DATA_BYTES));
 
     const stream = await openStream(node.url, { token: await node.token('alice'), lastEventId: position });
     await stream.next('ready');
     const live = await sentinel(node, stream, 'alice');
     expect(ids(stream)).toEqual([...backlog, live]);
-    expect(stream.notifications().slice(0, 40).every((e, n) => e.data === JSON.stringify({ n, text }))).toBe(true);
+    expect(stream.notifications().slice(0, count).every((e, n) => e.data === JSON.stringify({ n, text }))).toBe(true);
     expect(stream.names()).not.toContain('gap');
     expect(await node.metric('herald_connections_closed_total{reason="slow_consumer"}')).toBe(0);
-    expect(await node.metric('herald_replayed_total')).toBe(40);
+    expect(await node.metric('herald_replayed_total')).toBe(count);
   });
 
   it('replays an event stored after the tab\'s last one even when its publisher-supplied id sorts before it', async () => {

@@ -1,13 +1,15 @@
 import { connect as connectTcp, type Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { HARD_QUEUE_FACTOR } from '../../services/node/herald-node';
+import { hardQueueLimit } from '../../services/node/herald-node';
+import { DEFAULT_MAX_DATA_BYTES } from '../../services/protocol/limits';
 import { startTestNode, type TestNode } from '../support/start-node';
 import { connect, dataOfBytes } from '../support/publish-kit';
 import { eventually, withDeadline } from '../support/deadline';
 
-/** HERALD_MAX_QUEUED_BYTES in these tests; the hard limit is HARD_QUEUE_FACTOR times it. */
+/** HERALD_MAX_QUEUED_BYTES in these tests. */
 const CAP = 65_536;
-const HARD_LIMIT = CAP * HARD_QUEUE_FACTOR;
+/** The hard limit that goes with it: 8× the cap, raised to hold one full batch of maximum-size events. */
+const HARD_LIMIT = hardQueueLimit(CAP, DEFAULT_MAX_DATA_BYTES);
 /** The tick that checks stalls runs every heartbeat / 4: 250 ms here. */
 const FAST_TICKS = { HERALD_HEARTBEAT_MS: '1000' };
 

@@ -31,8 +31,6 @@ interface Stream {
   trimmedSeq: number;
 }
 
-const BROADCAST = 'all';
-const userStream = (userId: string): string => `u:${userId}`;
 const SWEEP_INTERVAL_MS = 60_000;
 /** Beyond the longest ttl nothing can be replayed anyway, so such old positions always report a gap. */
 const HORIZON_MS = MAX_TTL_SECONDS * 1000;
@@ -40,7 +38,9 @@ const HORIZON_MS = MAX_TTL_SECONDS * 1000;
 const EVENT_OVERHEAD_BYTES = 200;
 
 export class MemoryHistory implements History {
+  /** One stream per user, and one for broadcasts. */
   private readonly streams = new Map<string, Stream>();
+  private broadcast: Stream = newStream();
   private readonly byId = new Map<string, Stored>();
   /** Append order across all streams: the eviction order when over `maxBytes`. */
   private fifo: Stored[] = [];
@@ -63,19 +63,29 @@ export class MemoryHistory implements History {
     const known = this.byId.get(event.id);
     if (known && known.expiresAtMs > now) return Promise.resolve({ stored: true, duplicate: true });
 
-    const keys = streamKeys(event);
     const stored: Stored = {
       event,
       seq: ++this.seq,
       expiresAtMs: now + event.ttlSeconds * 1000,
       bytes: event.data.length + EVENT_OVERHEAD_BYTES,
-      refs: keys.length,
+      refs: 'all' in event.to ? 1 : event.to.users.length,
     };
     this.byId.set(event.id, stored);
     this.fifo.push(stored);
     this.liveCount++;
     this.bytes += stored.bytes;
-    for (const key of keys) this.insert(key, stored);
+    if ('all' in event.to) {
+      this.insert(this.broadcast, stored);
+    } else {
+      for (const userId of event.to.users) {
+        let stream = this.streams.get(userId);
+        if (!stream) {
+          stream = newStream();
+          this.streams.set(userId, stream);
+        }
+        this.insert(stream, stored);
+      }
+    }
     while (this.bytes > this.options.maxBytes && this.fifoHead < this.fifo.length) this.evictOldest();
     this.compactFifo();
     return Promise.resolve({ stored: true, duplicate: false });
@@ -91,8 +101,7 @@ export class MemoryHistory implements History {
     const now = this.clock();
     const position = this.byId.get(lastEventId);
     let trimmed = eventIdTimeMs(lastEventId) < now - HORIZON_MS;
-    const pick = (key: string): Stored[] => {
-      const stream = this.streams.get(key);
+    const pick = (stream: Stream | undefined): Stored[] => {
       if (!stream) return [];
       let after: Stored[];
       if (position) {
@@ -108,7 +117,7 @@ export class MemoryHistory implements History {
         return false;
       });
     };
-    const merged = [...pick(userStream(userId)), ...pick(BROADCAST)].sort(
+    const merged = [...pick(this.streams.get(userId)), ...pick(this.broadcast)].sort(
       position ? (a, b) => a.seq - b.seq : (a, b) => compare(a.event.id, b.event.id),
     );
     const gap = trimmed ? 'history_trimmed' : merged.length > limit ? 'replay_limit' : null;
@@ -117,6 +126,7 @@ export class MemoryHistory implements History {
 
   close(): Promise<void> {
     this.streams.clear();
+    this.broadcast = newStream();
     this.byId.clear();
     this.fifo = [];
     this.fifoHead = 0;
@@ -125,16 +135,12 @@ export class MemoryHistory implements History {
     return Promise.resolve();
   }
 
-  private insert(key: string, stored: Stored): void {
-    let stream = this.streams.get(key);
-    if (!stream) {
-      stream = { entries: [], trimmedUpTo: '', trimmedSeq: 0 };
-      this.streams.set(key, stream);
-    }
+  private insert(stream: Stream, stored: Stored): void {
     const { entries } = stream;
     let at = entries.length;
     while (at > 0 && compare(entries[at - 1]!.event.id, stored.event.id) > 0) at--;
-    entries.splice(at, 0, stored);
+    if (at === entries.length) entries.push(stored);
+    else entries.splice(at, 0, stored);
     if (entries.length > this.options.maxEventsPerStream) this.drop(stream, 0);
   }
 
@@ -154,8 +160,8 @@ export class MemoryHistory implements History {
   private evictOldest(): void {
     const stored = this.fifo[this.fifoHead++];
     if (!stored || stored.refs === 0) return;
-    for (const key of streamKeys(stored.event)) {
-      const stream = this.streams.get(key);
+    const streams = 'all' in stored.event.to ? [this.broadcast] : stored.event.to.users.map((u) => this.streams.get(u));
+    for (const stream of streams) {
       const index = stream ? stream.entries.indexOf(stored) : -1;
       if (stream && index >= 0) this.drop(stream, index);
     }
@@ -177,19 +183,23 @@ export class MemoryHistory implements History {
   private sweepIfDue(now: number): void {
     if (now - this.lastSweepMs < SWEEP_INTERVAL_MS) return;
     this.lastSweepMs = now;
-    for (const [key, stream] of this.streams) {
+    const dropExpired = (stream: Stream): void => {
       for (let i = stream.entries.length - 1; i >= 0; i--) {
         if (stream.entries[i]!.expiresAtMs <= now) this.drop(stream, i);
       }
+    };
+    dropExpired(this.broadcast);
+    for (const [userId, stream] of this.streams) {
+      dropExpired(stream);
       const markerStale = stream.trimmedUpTo === '' || eventIdTimeMs(stream.trimmedUpTo) < now - HORIZON_MS;
-      if (stream.entries.length === 0 && markerStale) this.streams.delete(key);
+      if (stream.entries.length === 0 && markerStale) this.streams.delete(userId);
     }
     this.compactFifo();
   }
 }
 
-function streamKeys(event: HeraldEvent): string[] {
-  return 'all' in event.to ? [BROADCAST] : event.to.users.map(userStream);
+function newStream(): Stream {
+  return { entries: [], trimmedUpTo: '', trimmedSeq: 0 };
 }
 
 function compare(a: string, b: string): number {

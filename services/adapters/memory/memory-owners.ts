@@ -41,7 +41,8 @@ export class MemoryOwners implements Owners {
     const found = new Map<string, readonly string[]>();
     for (const userId of userIds) {
       const live = this.live(userId);
-      if (live.length > 0) found.set(userId, [...new Set(live.map((r) => r.nodeId))]);
+      if (live.length === 1) found.set(userId, [live[0]!.nodeId]);
+      else if (live.length > 1) found.set(userId, [...new Set(live.map((r) => r.nodeId))]);
     }
     return Promise.resolve(found);
   }
@@ -57,11 +58,11 @@ export class MemoryOwners implements Owners {
     const records = this.byUser.get(userId);
     if (!records) return [];
     const now = this.clock();
-    const live = records.filter((r) => r.expiresAtMs > now && (this.nodes.get(r.nodeId) ?? 0) > now);
-    if (live.length !== records.length) {
-      if (live.length === 0) this.byUser.delete(userId);
-      else this.byUser.set(userId, live);
-    }
+    const isLive = (r: ConnectionRecord): boolean => r.expiresAtMs > now && (this.nodes.get(r.nodeId) ?? 0) > now;
+    if (records.every(isLive)) return records;
+    const live = records.filter(isLive);
+    if (live.length === 0) this.byUser.delete(userId);
+    else this.byUser.set(userId, live);
     return live;
   }
 }

@@ -35,9 +35,15 @@ export function eventsRoute(app: Hono<{ Bindings: HttpBindings }>, node: HeraldN
         throw new HeraldError('identity_in_url', `"${name}" is not accepted in the URL: identity comes only from the token`, { field: name });
       }
     }
-    node.admit(clientAddress(c.env.incoming, node.deps.config.trustProxy));
+    const { incoming, outgoing } = c.env;
+    // Streams are HTTP/1.1 chunked (the ALB speaks 1.1 to targets) and own their
+    // socket: a response queued behind another on a pipelined connection has none yet.
+    if (incoming.httpVersion !== '1.1' || outgoing.socket === null || incoming.socket !== outgoing.socket) {
+      throw new HeraldError('bad_request', 'event streams need HTTP/1.1 without pipelining');
+    }
+    node.admit(clientAddress(incoming, node.deps.config.trustProxy));
     const identity = await node.authenticate({ authorization: c.req.header('authorization'), cookie: c.req.header('cookie') });
-    await node.open(c.env.outgoing, identity.userId, identity.expiresAtMs, lastEventId);
+    await node.open(outgoing, outgoing.socket, identity.userId, identity.expiresAtMs, lastEventId);
     return RESPONSE_ALREADY_SENT;
   });
 }

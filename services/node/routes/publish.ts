@@ -1,13 +1,13 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Hono } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
-import { bodyLimit } from 'hono/body-limit';
 import { HeraldError } from '../../protocol/errors';
 import { parsePublishBody } from '../../protocol/envelope';
 import { maxPublishBodyBytes } from '../../protocol/limits';
 import { publish, type PublishDeps } from '../../publisher/publish';
 import type { Config } from '../config';
 import type { NodeMetrics } from '../metrics';
+import { readBody } from '../read-body';
 
 /** Hashing both sides first makes the comparison constant-time whatever the lengths. */
 function sameSecret(given: string, expected: string): boolean {
@@ -15,7 +15,8 @@ function sameSecret(given: string, expected: string): boolean {
   return timingSafeEqual(digest(given), digest(expected));
 }
 
-const JSON_TYPE = /^application\/json\s*(;|$)/i;
+/** `application/json`, with at most a UTF-8 charset parameter (RFC 8259 §8.1: JSON is UTF-8). */
+const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
 /** Refuse, don't repair: bytes that are not UTF-8 are an error, not U+FFFD. */
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -50,23 +51,18 @@ export function publishRoute(
       }
       return next();
     },
-    bodyLimit({
-      maxSize: maxBodyBytes,
-      onError: () => {
-        throw new HeraldError('body_too_large', `the request body is over ${maxBodyBytes} bytes`);
-      },
-    }),
     async (c) => {
+      const raw = await readBody(c.env.incoming, maxBodyBytes);
       let body: unknown;
       try {
-        body = JSON.parse(utf8.decode(await c.req.arrayBuffer()));
+        body = JSON.parse(utf8.decode(raw));
       } catch {
         throw new HeraldError('json_invalid', 'the body is not valid UTF-8 JSON');
       }
       const events = parsePublishBody(body, { maxDataBytes: config.maxDataBytes, defaultTtlSeconds: config.defaultTtlSeconds });
-      const results = await publish(events, deps, 'http');
-      metrics.published += events.length;
       const batch = typeof body === 'object' && body !== null && 'notifications' in body;
+      const results = await publish(events, deps, 'http', { batch });
+      metrics.published += events.length;
       return c.json(batch ? { results } : results[0], 202);
     },
   );
