@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { isLogLevel, type LogLevel } from '../shared/log';
-import { DEFAULT_MAX_DATA_BYTES, MAX_BATCH, MAX_DATA_BYTES_CEILING, MAX_TTL_SECONDS } from '../protocol/limits';
 import type { TabPolicy } from '../protocol/sse-frame';
 import type { RateBudget } from '../ports/rate-limiter';
+import { ConfigError, EnvReader, readAwsSettings, readPublishSettings, readQueuePrefix, type AwsSettings, type Env, type PublishSettings } from '../shared/settings';
+
+export { ConfigError } from '../shared/settings';
 
 export type Mode = 'local' | 'aws';
 
@@ -10,13 +12,11 @@ export type AuthConfig =
   | { readonly kind: 'hs256'; readonly secret: Uint8Array; readonly issuer?: string; readonly audience?: string }
   | { readonly kind: 'jwks'; readonly jwksUrl: URL; readonly issuer: string; readonly audience: string };
 
-export interface AwsConfig {
-  readonly topicArn: string;
-  readonly tableName: string;
+export interface AwsConfig extends AwsSettings {
   readonly queuePrefix: string;
 }
 
-export interface Config {
+export interface Config extends PublishSettings {
   readonly mode: Mode;
   /** Dev mode: no secret was configured, so this process made its own. Never in `aws` mode. */
   readonly dev: boolean;
@@ -39,73 +39,15 @@ export interface Config {
   readonly connectRatePerAddress: RateBudget;
   /** Take the client address from the last `X-Forwarded-For` hop (behind the ALB), not the socket. */
   readonly trustProxy: boolean;
-  readonly maxDataBytes: number;
-  readonly defaultTtlSeconds: number;
-  readonly historyPerUser: number;
   readonly historyMaxBytes: number;
   readonly replayLimit: number;
-  readonly publishRate: RateBudget;
   readonly drainMs: number;
   readonly logLevel: LogLevel;
   readonly aws: AwsConfig | undefined;
 }
 
-/** A bad setting: the message names the variable, and start-up stops. */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  constructor(
-    readonly variable: string,
-    message: string,
-  ) {
-    super(`${variable}: ${message}`);
-  }
-}
-
-type Env = Readonly<Record<string, string | undefined>>;
-
 /** Fargate sends SIGKILL 120 s after SIGTERM at most; the drain and the exit must fit inside. */
 export const MAX_DRAIN_MS = 110_000;
-
-class EnvReader {
-  constructor(private readonly env: Env) {}
-
-  raw(name: string): string | undefined {
-    const value = this.env[name];
-    return value === undefined || value.trim() === '' ? undefined : value.trim();
-  }
-
-  int(name: string, fallback: number, min: number, max: number): number {
-    const value = this.raw(name);
-    if (value === undefined) return fallback;
-    if (!/^\d+$/.test(value)) throw new ConfigError(name, `expected a whole number, got "${value}"`);
-    const n = Number(value);
-    if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
-    return n;
-  }
-
-  oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
-    const value = this.raw(name);
-    if (value === undefined) return fallback;
-    if (!(allowed as readonly string[]).includes(value)) {
-      throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got "${value}"`);
-    }
-    return value as T;
-  }
-
-  bool(name: string, fallback: boolean): boolean {
-    const value = this.raw(name);
-    if (value === undefined) return fallback;
-    if (value === 'true' || value === '1') return true;
-    if (value === 'false' || value === '0') return false;
-    throw new ConfigError(name, `must be true or false, got "${value}"`);
-  }
-
-  required(name: string, why: string): string {
-    const value = this.raw(name);
-    if (value === undefined) throw new ConfigError(name, `is required ${why}`);
-    return value;
-  }
-}
 
 function readAuth(read: EnvReader, mode: Mode): { auth: AuthConfig; dev: boolean } {
   const secret = read.raw('HERALD_JWT_SECRET');
@@ -158,16 +100,7 @@ function isLoopbackHost(host: string): boolean {
 function readAws(read: EnvReader, mode: Mode): AwsConfig | undefined {
   if (mode !== 'aws') return undefined;
   const why = 'in aws mode';
-  const queuePrefix = read.required('HERALD_QUEUE_PREFIX', why);
-  // SQS names are at most 80 characters of [A-Za-z0-9_-]; the node id takes up to 40.
-  if (!/^[A-Za-z0-9_-]{1,39}$/.test(queuePrefix)) {
-    throw new ConfigError('HERALD_QUEUE_PREFIX', 'is 1-39 characters of A-Z a-z 0-9 _ -');
-  }
-  return {
-    topicArn: read.required('HERALD_TOPIC_ARN', why),
-    tableName: read.required('HERALD_TABLE_NAME', why),
-    queuePrefix,
-  };
+  return { ...readAwsSettings(read, why), queuePrefix: readQueuePrefix(read, why) };
 }
 
 export function loadConfig(env: Env): Config {
@@ -189,7 +122,6 @@ export function loadConfig(env: Env): Config {
   }
   const heartbeatMs = read.int('HERALD_HEARTBEAT_MS', 15_000, 1_000, 300_000);
   const connectRate = read.int('HERALD_CONNECT_RATE_PER_IP', 20, 1, 1_000_000);
-  const publishRate = read.int('HERALD_PUBLISH_RATE', 1_000, 1, 10_000_000);
 
   return {
     mode,
@@ -209,13 +141,9 @@ export function loadConfig(env: Env): Config {
     maxConnections: read.int('HERALD_MAX_CONNECTIONS', 16_000, 1, 10_000_000),
     connectRatePerAddress: { perSecond: connectRate, burst: read.int('HERALD_CONNECT_BURST_PER_IP', Math.max(100, connectRate), 1, 10_000_000) },
     trustProxy: read.bool('HERALD_TRUST_PROXY', mode === 'aws'),
-    maxDataBytes: read.int('HERALD_MAX_DATA_BYTES', DEFAULT_MAX_DATA_BYTES, 1, MAX_DATA_BYTES_CEILING),
-    defaultTtlSeconds: read.int('HERALD_HISTORY_TTL_SECONDS', 3_600, 0, MAX_TTL_SECONDS),
-    historyPerUser: read.int('HERALD_HISTORY_SIZE', 100, 1, 100_000),
+    ...readPublishSettings(read),
     historyMaxBytes: read.int('HERALD_HISTORY_MAX_BYTES', 256 * 1024 * 1024, 1024 * 1024, 64 * 1024 * 1024 * 1024),
     replayLimit: read.int('HERALD_REPLAY_LIMIT', 1_000, 1, 100_000),
-    // The burst must hold a whole batch, or a full batch could never be accepted.
-    publishRate: { perSecond: publishRate, burst: read.int('HERALD_PUBLISH_BURST', Math.max(2 * publishRate, MAX_BATCH), MAX_BATCH, 100_000_000) },
     drainMs: read.int('HERALD_DRAIN_MS', 30_000, 0, MAX_DRAIN_MS),
     logLevel: readLogLevel(read),
     aws: readAws(read, mode),
