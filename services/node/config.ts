@@ -100,7 +100,8 @@ function isLoopbackHost(host: string): boolean {
 function readAws(read: EnvReader, mode: Mode): AwsConfig | undefined {
   if (mode !== 'aws') return undefined;
   const why = 'in aws mode';
-  return { ...readAwsSettings(read, why), queuePrefix: readQueuePrefix(read, why) };
+  const queuePrefix = readQueuePrefix(read, why);
+  return { ...readAwsSettings(read, why), queuePrefix };
 }
 
 export function loadConfig(env: Env): Config {
