@@ -1,0 +1,224 @@
+import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+import { DeleteMessageBatchCommand, ReceiveMessageCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
+import type { Bus, BusHandler, BusMessage, BusTarget } from '../../ports/bus';
+import { ALL_NODES, NODE_ATTRIBUTE, encodeBusMessageWithin, isNodeId, parseBusMessage } from '../../protocol/bus-message';
+import { unavailable } from '../../protocol/faults';
+import type { Logger } from '../../shared/log';
+import { closeNodeQueue, openNodeQueue, type NodeQueue } from './node-queue';
+import { wrapSdkError } from './sdk-errors';
+
+export interface SnsSqsBusOptions {
+  readonly sns: SNSClient;
+  readonly sqs: SQSClient;
+  readonly topicArn: string;
+  /** Queues are named `<queuePrefix>-<nodeId>`. */
+  readonly queuePrefix: string;
+  readonly log: Logger;
+  /**
+   * Concurrent long polls. Each returns at most 10 messages, so several keep
+   * a busy node's queue drained while one is handling its batch.
+   * @default 3
+   */
+  readonly pollers?: number;
+  /** @default 20 (the SQS maximum: fewest empty receives) */
+  readonly waitTimeSeconds?: number;
+  /** Of the node's queue: how soon a message whose handler failed comes back. @default 30 */
+  readonly visibilityTimeoutSeconds?: number;
+  /** First and largest pause between failed receives; doubled each time, jittered. @default { firstMs: 100, maxMs: 5000 } */
+  readonly backoff?: { readonly firstMs: number; readonly maxMs: number };
+}
+
+/**
+ * SNS's limit is 256 KiB per message, attributes included (one `node` attribute
+ * of at most 50 bytes here); the rest of the margin is for safety.
+ */
+const MAX_BODY_BYTES = 256 * 1024 - 1024;
+/** SQS hands out at most 10 messages per receive, and deletes at most 10 per batch. */
+const BATCH = 10;
+
+/**
+ * The `Bus` of the aws shape: SNS topic → one SQS queue per node (DESIGN.md,
+ * "Targeted routing" and "Per-node queue lifecycle"). Sending is one SNS
+ * Publish whose `node` attribute the subscriptions filter on. A started node
+ * long-polls its queue and deletes only what its handler accepted; anything else
+ * comes back after the visibility timeout (at least once). Order is best effort.
+ */
+export class SnsSqsBus implements Bus {
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  private starting: Promise<void> | undefined;
+  private queue: NodeQueue | undefined;
+  private loops: Promise<void>[] = [];
+  private readonly abort = new AbortController();
+  private readonly pollers: number;
+  private readonly waitTimeSeconds: number;
+  private readonly backoff: { readonly firstMs: number; readonly maxMs: number };
+
+  constructor(private readonly options: SnsSqsBusOptions) {
+    this.pollers = options.pollers ?? 3;
+    this.waitTimeSeconds = options.waitTimeSeconds ?? 20;
+    this.backoff = options.backoff ?? { firstMs: 100, maxMs: 5_000 };
+  }
+
+  /** This node's queue and subscription once started (for the janitor's bookkeeping and tests). */
+  get nodeQueue(): NodeQueue | undefined {
+    return this.queue;
+  }
+
+  start(nodeId: string, onMessage: BusHandler): Promise<void> {
+    if (this.closed) return Promise.reject(unavailable('bus is closed'));
+    if (this.starting) return Promise.reject(new Error('this bus was already started'));
+    if (!isNodeId(nodeId)) return Promise.reject(new Error(`node id "${nodeId}" is not 1-40 characters of A-Z a-z 0-9 _ - (or is "all")`));
+    const starting = this.open(nodeId, onMessage);
+    this.starting = starting;
+    // A start that failed (the topic unreachable, say) may be tried again: every step is idempotent.
+    starting.catch(() => {
+      if (this.starting === starting && !this.closed) this.starting = undefined;
+    });
+    return starting;
+  }
+
+  async send(message: BusMessage, target: BusTarget): Promise<void> {
+    if (this.closed) throw unavailable('bus is closed');
+    const node = target === 'all' ? ALL_NODES : target.node;
+    if (target !== 'all' && !isNodeId(node)) throw new Error(`cannot send to node "${node}": not a node id`);
+    // Usually one body; a deliver too big for one SNS message goes as several, split by recipients.
+    for (const Message of encodeBusMessageWithin(message, MAX_BODY_BYTES)) {
+      try {
+        await this.options.sns.send(
+          new PublishCommand({
+            TopicArn: this.options.topicArn,
+            Message,
+            MessageAttributes: { [NODE_ATTRIBUTE]: { DataType: 'String', StringValue: node } },
+          }),
+        );
+      } catch (error) {
+        throw wrapSdkError(error, 'sns.publish');
+      }
+    }
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async open(nodeId: string, onMessage: BusHandler): Promise<void> {
+    const { sns, sqs, topicArn, queuePrefix, log } = this.options;
+    const visibilityTimeoutSeconds = this.options.visibilityTimeoutSeconds;
+    this.queue = await openNodeQueue({ sns, sqs, topicArn, queuePrefix, nodeId, ...(visibilityTimeoutSeconds === undefined ? {} : { visibilityTimeoutSeconds }) });
+    // close() ran while the queue was being made: it deletes the queue once this settles.
+    if (this.closed) throw unavailable('bus was closed while starting');
+    log.info('bus.started', { nodeId, queueUrl: this.queue.queueUrl, pollers: this.pollers });
+    for (let i = 0; i < this.pollers; i++) this.loops.push(this.poll(i, this.queue.queueUrl, onMessage));
+  }
+
+  private async shutdown(): Promise<void> {
+    this.closed = true;
+    // Ends the long polls at once instead of up to 20 s later.
+    this.abort.abort();
+    await this.starting?.catch(() => undefined);
+    await Promise.all(this.loops);
+    if (!this.queue) return;
+    try {
+      await closeNodeQueue(this.options.sns, this.options.sqs, this.queue);
+    } catch (error) {
+      // The node is stopping either way; the janitor removes what is left.
+      this.options.log.warn('bus.cleanup_failed', { queueUrl: this.queue.queueUrl, error });
+    }
+  }
+
+  /** One long-poll loop. It never throws: every failure is logged, waited out and retried until close. */
+  private async poll(poller: number, queueUrl: string, onMessage: BusHandler): Promise<void> {
+    const { sqs, log } = this.options;
+    let failures = 0;
+    while (!this.closed) {
+      try {
+        const { Messages } = await sqs.send(
+          new ReceiveMessageCommand({
+            QueueUrl: queueUrl,
+            MaxNumberOfMessages: BATCH,
+            WaitTimeSeconds: this.waitTimeSeconds,
+            MessageAttributeNames: ['All'],
+          }),
+          { abortSignal: this.abort.signal },
+        );
+        if (failures > 0) log.info('bus.recovered', { poller, failures });
+        failures = 0;
+        await this.handleBatch(queueUrl, Messages ?? [], onMessage);
+      } catch (error) {
+        // Aborted by close(), or failed while closing: not an outage.
+        if (this.abort.signal.aborted) return;
+        failures++;
+        log.warn('bus.receive_failed', { poller, failures, error });
+        await this.pause(failures);
+      }
+    }
+  }
+
+  /** Hands each message to the handler in turn, then deletes those it accepted in one call. */
+  private async handleBatch(queueUrl: string, messages: readonly Message[], onMessage: BusHandler): Promise<void> {
+    const done: { Id: string; ReceiptHandle: string }[] = [];
+    for (const [index, received] of messages.entries()) {
+      // Not one more handler call once close() has begun, even for messages already received.
+      if (this.closed) return;
+      const receiptHandle = received.ReceiptHandle;
+      if (receiptHandle === undefined) continue;
+      if (await this.handleOne(received, onMessage)) done.push({ Id: String(index), ReceiptHandle: receiptHandle });
+    }
+    if (done.length === 0 || this.closed) return;
+    const { Failed } = await this.options.sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: done }), {
+      abortSignal: this.abort.signal,
+    });
+    // Harmless: those messages come back after the visibility timeout and are handled again.
+    if (Failed && Failed.length > 0) this.options.log.warn('bus.delete_failed', { failed: Failed.length, code: Failed[0]?.Code });
+  }
+
+  /** Whether the message is finished with: handled, or malformed (it could never succeed). */
+  private async handleOne(received: Message, onMessage: BusHandler): Promise<boolean> {
+    const { log } = this.options;
+    let message: BusMessage;
+    try {
+      message = parseBusMessage(received.Body ?? '', { node: received.MessageAttributes?.[NODE_ATTRIBUTE]?.StringValue });
+    } catch (error) {
+      // Never the body: it may hold event data (STYLE.md, "Logs").
+      log.warn('bus.message_malformed', { messageId: received.MessageId, bytes: received.Body?.length ?? 0, error });
+      return true;
+    }
+    try {
+      await invoke(onMessage, message);
+      return true;
+    } catch (error) {
+      log.warn('bus.handler_failed', { messageId: received.MessageId, kind: message.kind, error });
+      return false;
+    }
+  }
+
+  /** Capped exponential backoff with jitter (half fixed, half random), cut short by close. */
+  private pause(failures: number): Promise<void> {
+    const ceiling = Math.min(this.backoff.maxMs, this.backoff.firstMs * 2 ** Math.min(failures - 1, 30));
+    const ms = ceiling / 2 + Math.random() * (ceiling / 2);
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const signal = this.abort.signal;
+      function done(): void {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      }
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+}
+
+/**
+ * Calls the handler now — not on a later microtask, where a close() begun in
+ * between would no longer stop it — with a synchronous throw counted as a rejection.
+ */
+function invoke(handler: BusHandler, message: BusMessage): Promise<void> {
+  try {
+    return handler(message);
+  } catch (error) {
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+  }
+}
