@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CreateTopicCommand, SNSClient } from '@aws-sdk/client-sns';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import dynalite from 'dynalite';
@@ -74,6 +74,7 @@ export async function startEmulators(): Promise<Emulators> {
     }),
     createTable: async (name) => {
       await dynamo.send(new CreateTableCommand(createTableInput(name)));
+      await untilActive(dynamo, name);
     },
     createTopic: async (name) => {
       const { TopicArn } = await sns.send(new CreateTopicCommand({ Name: name }));
@@ -88,4 +89,19 @@ export async function startEmulators(): Promise<Emulators> {
       await new Promise<void>((resolve) => dynamoServer.close(() => resolve()));
     },
   };
+}
+
+/**
+ * dynalite answers CreateTable while the table is still CREATING and marks it
+ * ACTIVE on a timer (`createTableMs: 0` is a setTimeout of ~1 ms); a request in
+ * between fails with ResourceNotFoundException. So wait, as one must on AWS too.
+ */
+async function untilActive(dynamo: DynamoDBClient, name: string): Promise<void> {
+  const until = Date.now() + 5_000;
+  for (;;) {
+    const { Table } = await dynamo.send(new DescribeTableCommand({ TableName: name }));
+    if (Table?.TableStatus === 'ACTIVE') return;
+    if (Date.now() > until) throw new Error(`table ${name} still ${Table?.TableStatus ?? 'missing'} after 5 s`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
 }

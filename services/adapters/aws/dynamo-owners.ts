@@ -1,0 +1,279 @@
+import { randomUUID } from 'node:crypto';
+import { GetItemCommand, PutItemCommand, QueryCommand, UpdateItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { systemClock, type Clock } from '../../ports/clock';
+import type { ClaimPolicy, ClaimResult, ConnectionRecord, Owners } from '../../ports/owners';
+import { unavailable } from '../../protocol/faults';
+import {
+  CONDITION_FAILED,
+  DAY_MS,
+  backoff,
+  batchGetAll,
+  call,
+  conditional,
+  keys,
+  malformed,
+  n,
+  readMap,
+  readNumber,
+  readString,
+  s,
+  ttlAt,
+  type Item,
+} from './dynamo-items';
+import { TABLE } from './table';
+
+export interface DynamoOwnersOptions {
+  /** Shared with the rest of the process: `close()` leaves it open. */
+  readonly client: DynamoDBClient;
+  readonly tableName: string;
+  /** @default the system clock */
+  readonly clock?: Clock;
+  /** How long node heartbeat expiries read from the table are trusted. @default 1000 */
+  readonly nodeCacheMs?: number;
+}
+
+/** Optimistic multi-tab claims retry this often before reporting `unavailable`. */
+const MAX_CLAIM_ATTEMPTS = 12;
+const OWNER = 'owner item';
+
+/**
+ * `Owners` on the single table (table.ts). One item per user, pk `user#<id>`,
+ * whose `conns` map holds every tab (connectionId → n: node, c: connected at,
+ * e: expires at), so a claim is one atomic write to one item — DynamoDB has no
+ * multi-item atomicity we could use here (and dynalite no transactions). `v` is
+ * a random version token rewritten by every write, for the conditional writes.
+ * One item per node (pk `nodes`) holds its heartbeat expiry `e`.
+ *
+ * A record is live iff its own `e` and its node's heartbeat are both ahead of
+ * the clock; expired records are ignored, never relied on TTL to vanish.
+ * Reads that decide something are consistent: the delivery-ordering rule
+ * (DESIGN.md) needs a publisher's `locate` to see a claim that completed before it.
+ */
+export class DynamoOwners implements Owners {
+  private readonly client: DynamoDBClient;
+  private readonly tableName: string;
+  private readonly clock: Clock;
+  private readonly nodes: NodeDirectory;
+
+  constructor(options: DynamoOwnersOptions) {
+    this.client = options.client;
+    this.tableName = options.tableName;
+    this.clock = options.clock ?? systemClock;
+    this.nodes = new NodeDirectory(options.client, options.tableName, this.clock, options.nodeCacheMs ?? 1_000);
+  }
+
+  async claim(record: ConnectionRecord, policy: ClaimPolicy): Promise<ClaimResult> {
+    if (policy.mode === 'multi') return this.claimMulti(record, policy.maxTabs);
+    // One unconditional put is atomic last-writer-wins: of concurrent claims each
+    // sees the item it overwrote, so every loser is named by exactly one winner.
+    const { Attributes } = await call('dynamodb.putItem', () =>
+      this.client.send(new PutItemCommand({ TableName: this.tableName, Item: ownerItem(record.userId, [record]), ReturnValues: 'ALL_OLD' })),
+    );
+    const before = Attributes ? readConns(record.userId, Attributes) : [];
+    // A retried claim of this very connection (an SDK retry after a timeout) is not another tab.
+    return { ok: true, displaced: await this.live(before.filter((r) => r.connectionId !== record.connectionId)) };
+  }
+
+  /** Read, count live tabs, write back only if nobody wrote in between (`v`); retry on a collision. */
+  private async claimMulti(record: ConnectionRecord, maxTabs: number): Promise<ClaimResult> {
+    for (let attempt = 0; attempt < MAX_CLAIM_ATTEMPTS; attempt++) {
+      if (attempt > 0) await backoff(attempt);
+      const { Item } = await call('dynamodb.getItem', () =>
+        this.client.send(new GetItemCommand({ TableName: this.tableName, Key: keys.owner(record.userId), ConsistentRead: true })),
+      );
+      const stored = Item ? readConns(record.userId, Item) : [];
+      const live = await this.live(stored.filter((r) => r.connectionId !== record.connectionId));
+      if (live.length >= maxTabs) return { ok: false, reason: 'too_many_tabs', active: live.length };
+      // Dead records are dropped on the way: the item only grows with live tabs.
+      const written = await conditional('dynamodb.putItem', () =>
+        this.client.send(
+          new PutItemCommand({
+            TableName: this.tableName,
+            Item: ownerItem(record.userId, [...live, record]),
+            ...(Item
+              ? { ConditionExpression: '#v = :v', ExpressionAttributeNames: { '#v': 'v' }, ExpressionAttributeValues: { ':v': s(readString(Item, 'v', OWNER)) } }
+              : { ConditionExpression: 'attribute_not_exists(#pk)', ExpressionAttributeNames: { '#pk': TABLE.partitionKey } }),
+          }),
+        ),
+      );
+      if (written !== CONDITION_FAILED) return { ok: true, displaced: [] };
+    }
+    throw unavailable(`claim for a user kept colliding with other claims (${MAX_CLAIM_ATTEMPTS} attempts)`);
+  }
+
+  /**
+   * No read: removes the one map entry if it is there. It rewrites `v` so that a
+   * multi-tab claim that read the record before cannot write it back; when the
+   * entry is absent (released twice, displaced) the condition fails and nothing changes.
+   */
+  async release(userId: string, connectionId: string): Promise<void> {
+    await conditional('dynamodb.updateItem', () =>
+      this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tableName,
+          Key: keys.owner(userId),
+          UpdateExpression: 'REMOVE #conns.#c SET #v = :v',
+          ConditionExpression: 'attribute_exists(#conns.#c)',
+          ExpressionAttributeNames: { '#conns': 'conns', '#c': connectionId, '#v': 'v' },
+          ExpressionAttributeValues: { ':v': s(randomUUID()) },
+        }),
+      ),
+    );
+  }
+
+  async heartbeat(nodeId: string, expiresAtMs: number): Promise<void> {
+    const item = { ...keys.node(nodeId), e: n(expiresAtMs), ttl: ttlAt(Math.max(expiresAtMs, this.clock()) + DAY_MS) };
+    await call('dynamodb.putItem', () => this.client.send(new PutItemCommand({ TableName: this.tableName, Item: item })));
+    // This instance sees its own heartbeat at once: a node declared gone (expiry in the past)
+    // is gone for its next read. Other instances see it within `nodeCacheMs`.
+    this.nodes.invalidate();
+  }
+
+  async locate(userIds: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {
+    const users = [...new Set(userIds)];
+    const found = new Map<string, string[]>();
+    if (users.length === 0) return found;
+    const userOf = new Map(users.map((u) => [keys.ownerPk(u), u]));
+    const items = await batchGetAll(this.client, this.tableName, users.map(keys.owner), { attributes: [TABLE.partitionKey, 'conns'] });
+    const records = items.flatMap((item) => {
+      const userId = userOf.get(readString(item, TABLE.partitionKey, OWNER));
+      if (userId === undefined) throw malformed(OWNER, 'BatchGetItem answered a key it was not asked for');
+      return readConns(userId, item);
+    });
+    for (const r of await this.live(records)) {
+      const nodes = found.get(r.userId) ?? [];
+      if (!nodes.includes(r.nodeId)) nodes.push(r.nodeId);
+      found.set(r.userId, nodes);
+    }
+    return found;
+  }
+
+  /** The shared client belongs to the composition root; only the cache is dropped. */
+  close(): Promise<void> {
+    this.nodes.invalidate();
+    return Promise.resolve();
+  }
+
+  /**
+   * The live ones among records just read. A record whose node is missing from
+   * the cached table is re-checked against a table fetched after the records
+   * were read: a node heartbeats before it claims, so that fetch has the
+   * heartbeat of every node whose claim we saw. Without this, a publisher whose
+   * cache predates a new node's first heartbeat would find its users offline
+   * for up to `nodeCacheMs` — losing events, since the replay may already have run.
+   * A node the table lists as dead (crashed, shut down) costs no re-read: its
+   * item outlives it by a day, so its leftover records do not make every call
+   * query the `nodes` partition. Only a lapsed node that heartbeats again is
+   * seen late, within `nodeCacheMs`.
+   */
+  private async live(records: readonly ConnectionRecord[]): Promise<ConnectionRecord[]> {
+    const mark = this.nodes.mark();
+    const now = this.clock();
+    const unexpired = records.filter((r) => r.expiresAtMs > now);
+    if (unexpired.length === 0) return [];
+    let table = await this.nodes.cached();
+    if (unexpired.some((r) => !table.has(r.nodeId))) table = await this.nodes.fetchedAfter(mark);
+    return unexpired.filter((r) => (table.get(r.nodeId) ?? 0) > now);
+  }
+}
+
+function ownerItem(userId: string, records: readonly ConnectionRecord[]): Item {
+  const conns = Object.fromEntries(
+    records.map((r) => [r.connectionId, { M: { n: s(r.nodeId), c: n(r.connectedAtMs), e: n(r.expiresAtMs) } }]),
+  );
+  const lastExpiry = Math.max(...records.map((r) => r.expiresAtMs));
+  return { ...keys.owner(userId), conns: { M: conns }, v: s(randomUUID()), ttl: ttlAt(lastExpiry + DAY_MS) };
+}
+
+function readConns(userId: string, item: Item): ConnectionRecord[] {
+  return Object.entries(readMap(item, 'conns', OWNER)).map(([connectionId, value]) => {
+    const entry = value.M;
+    if (entry === undefined) throw malformed(OWNER, `conns entry ${connectionId} is not a map`);
+    return {
+      userId,
+      connectionId,
+      nodeId: readString(entry, 'n', OWNER),
+      connectedAtMs: readNumber(entry, 'c', OWNER),
+      expiresAtMs: readNumber(entry, 'e', OWNER),
+    };
+  });
+}
+
+/** Heartbeat expiry per node id. */
+type NodeTable = ReadonlyMap<string, number>;
+
+/**
+ * The node items, read with one consistent Query on pk `nodes` (a few dozen
+ * small items) and cached for `cacheMs` of the injected clock, so a busy
+ * publisher does not read that one partition on every call.
+ */
+class NodeDirectory {
+  /** Fetches issued so far; a fetch numbered above a mark was issued after it. */
+  private issued = 0;
+  private latest: { readonly number: number; readonly atMs: number; readonly table: Promise<NodeTable> } | undefined;
+
+  constructor(
+    private readonly client: DynamoDBClient,
+    private readonly tableName: string,
+    private readonly clock: Clock,
+    private readonly cacheMs: number,
+  ) {}
+
+  mark(): number {
+    return this.issued;
+  }
+
+  cached(): Promise<NodeTable> {
+    const latest = this.latest;
+    if (latest && this.clock() - latest.atMs < this.cacheMs) return latest.table;
+    return this.fetch();
+  }
+
+  /** A table whose fetch was issued after `mark`; concurrent callers share one. */
+  fetchedAfter(mark: number): Promise<NodeTable> {
+    const latest = this.latest;
+    if (latest && latest.number > mark) return latest.table;
+    return this.fetch();
+  }
+
+  invalidate(): void {
+    this.latest = undefined;
+  }
+
+  private fetch(): Promise<NodeTable> {
+    const number = ++this.issued;
+    const table = this.query();
+    this.latest = { number, atMs: this.clock(), table };
+    // A failed read is not cached: the next caller tries again.
+    void table.catch(() => {
+      if (this.latest?.number === number) this.latest = undefined;
+    });
+    return table;
+  }
+
+  private async query(): Promise<NodeTable> {
+    const table = new Map<string, number>();
+    let start: Item | undefined;
+    do {
+      const page = await call('dynamodb.query', () =>
+        this.client.send(
+          new QueryCommand({
+            TableName: this.tableName,
+            KeyConditionExpression: '#pk = :pk',
+            ExpressionAttributeNames: { '#pk': TABLE.partitionKey },
+            ExpressionAttributeValues: { ':pk': s(keys.nodesPk) },
+            ConsistentRead: true,
+            ExclusiveStartKey: start,
+          }),
+        ),
+      );
+      for (const item of page.Items ?? []) {
+        const sk = readString(item, TABLE.sortKey, 'node item');
+        if (!sk.startsWith('node#')) throw malformed('node item', `sort key ${sk} under pk ${keys.nodesPk}`);
+        table.set(sk.slice('node#'.length), readNumber(item, 'e', 'node item'));
+      }
+      start = page.LastEvaluatedKey;
+    } while (start);
+    return table;
+  }
+}
