@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { isLogLevel, type LogLevel } from '../shared/log';
 import type { TabPolicy } from '../protocol/sse-frame';
+import { isNodeId } from '../protocol/bus-message';
 import type { RateBudget } from '../ports/rate-limiter';
 import { ConfigError, EnvReader, readAwsSettings, readPublishSettings, readQueuePrefix, type AwsSettings, type Env, type PublishSettings } from '../shared/settings';
 
@@ -114,8 +115,8 @@ export function loadConfig(env: Env): Config {
   }
   const portName = read.raw('HERALD_PORT') === undefined && read.raw('PORT') !== undefined ? 'PORT' : 'HERALD_PORT';
   const nodeId = read.raw('HERALD_NODE_ID');
-  if (nodeId !== undefined && !/^[A-Za-z0-9_-]{1,40}$/.test(nodeId)) {
-    throw new ConfigError('HERALD_NODE_ID', 'is 1-40 characters of A-Z a-z 0-9 _ -');
+  if (nodeId !== undefined && !isNodeId(nodeId)) {
+    throw new ConfigError('HERALD_NODE_ID', 'is 1-40 characters of A-Z a-z 0-9 _ - (and not "all")');
   }
   const publishToken = read.raw('HERALD_PUBLISH_TOKEN') ?? (dev ? randomBytes(24).toString('base64url') : undefined);
   if (publishToken !== undefined && publishToken.length < 16) {

@@ -4,9 +4,12 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createAwsClients } from '../adapters/aws/sdk-clients';
 import { createLogger } from '../shared/log';
 import { ConfigError, loadConfig, type Config } from './config';
-import { composeLocal, newNodeId, type Ports } from './compose';
+import { composeAws, composeLocal, type Ports } from './compose';
+import { EmfReporter, emfServiceName } from './emf';
+import { resolveNodeId } from './node-id';
 import { startHerald } from './server';
 
 function fail(event: string, fields: Record<string, unknown>): never {
@@ -23,14 +26,22 @@ try {
 }
 
 const log = createLogger({ level: config.logLevel });
-const nodeId = config.nodeId ?? newNodeId();
+const nodeId = await resolveNodeId(process.env, fetch, { log });
 
 function composePorts(): Ports {
-  if (config.mode === 'local') return composeLocal(config, log);
-  return fail('config.invalid', { variable: 'HERALD_MODE', message: 'HERALD_MODE: aws mode is not part of this build' });
+  if (config.aws === undefined) return composeLocal(config, log);
+  return composeAws(config, config.aws, createAwsClients(process.env), log.child({ nodeId }));
 }
 
 const herald = await startHerald({ config, ports: composePorts(), log, nodeId });
+
+if (config.mode === 'aws') {
+  // Embedded metric format: one JSON line a minute that CloudWatch Logs turns
+  // into metrics. The service scales on ActiveConnections (per task), not CPU.
+  const emf = new EmfReporter(herald.node.metrics, emfServiceName(process.env));
+  const everyMinute = setInterval(() => process.stdout.write(emf.line(Date.now(), herald.node.hub.size) + '\n'), 60_000);
+  everyMinute.unref();
+}
 
 if (config.dev) {
   // Secrets go to a file only the owner can read, never to the log.

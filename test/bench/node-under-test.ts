@@ -11,13 +11,14 @@ import { Session } from 'node:inspector/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createLogger } from '../../services/shared/log';
 import { loadConfig } from '../../services/node/config';
-import { composeLocal, newNodeId } from '../../services/node/compose';
+import { composeLocal } from '../../services/node/compose';
+import { resolveNodeId } from '../../services/node/node-id';
 import { startHerald } from '../../services/node/server';
 import { serve, type LoopDelay, type NodeSample } from './ipc';
 
 const config = loadConfig(process.env);
 const log = createLogger({ level: config.logLevel });
-const herald = await startHerald({ config, ports: composeLocal(config, log), log, nodeId: config.nodeId ?? newNodeId() });
+const herald = await startHerald({ config, ports: composeLocal(config, log), log, nodeId: await resolveNodeId(process.env) });
 
 function sample(): NodeSample {
   const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
