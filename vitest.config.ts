@@ -51,6 +51,8 @@ export default defineConfig({
           hookTimeout: 120_000,
           // One Chromium at a time on a 2-core machine.
           fileParallelism: false,
+          // Installs Debian's chromium when missing and builds the client bundle the node serves.
+          globalSetup: ['test/browser/global-setup.ts'],
         },
       },
     ],

@@ -7,6 +7,8 @@ import type { HeraldNode } from './herald-node';
 import { eventsRoute } from './routes/events';
 import { publishRoute } from './routes/publish';
 import { operationsRoutes } from './routes/operations';
+import { clientAssetRoute, webAssets } from './routes/client-asset';
+import { devRoutes } from './routes/dev';
 
 export type HeraldApp = Hono<{ Bindings: HttpBindings }>;
 
@@ -23,8 +25,19 @@ export function createApp(node: HeraldNode, publishDeps: PublishDeps): HeraldApp
   eventsRoute(app, node);
   const publishing = publishRoute(app, node.deps.config, publishDeps, node.metrics);
   operationsRoutes(app, node);
+  const assets = webAssets();
+  const client = clientAssetRoute(app, node.deps.config, assets);
+  // The demo page and its sign-in exist only in dev mode; otherwise those paths are 404.
+  const dev = node.deps.config.dev ? devRoutes(app, node, publishDeps, assets) : {};
 
-  const allowed: Record<string, string> = { '/events': 'GET', '/healthz': 'GET', '/metrics': 'GET', ...(publishing ? { '/publish': 'POST' } : {}) };
+  const allowed: Record<string, string> = {
+    '/events': 'GET',
+    '/healthz': 'GET',
+    '/metrics': 'GET',
+    ...(publishing ? { '/publish': 'POST' } : {}),
+    ...client,
+    ...dev,
+  };
   for (const [path, allow] of Object.entries(allowed)) {
     app.all(path, (c) => {
       // RFC 9110 §15.5.6: a 405 names the methods the resource does support.
