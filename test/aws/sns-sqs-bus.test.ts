@@ -5,8 +5,16 @@
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { DeleteTopicCommand, GetSubscriptionAttributesCommand, ListSubscriptionsByTopicCommand, PublishCommand } from '@aws-sdk/client-sns';
-import { GetQueueAttributesCommand, GetQueueUrlCommand, ReceiveMessageCommand, type Message, type QueueAttributeName } from '@aws-sdk/client-sqs';
-import { closeNodeQueue, nodeQueueName, openNodeQueue } from '../../services/adapters/aws/node-queue';
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  ListQueueTagsCommand,
+  ReceiveMessageCommand,
+  type Message,
+  type QueueAttributeName,
+} from '@aws-sdk/client-sqs';
+import { closeNodeQueue, nodeQueueAttributes, nodeQueueName, openNodeQueue } from '../../services/adapters/aws/node-queue';
 import { createAwsClients, type AwsClients } from '../../services/adapters/aws/sdk-clients';
 import { SnsSqsBus, type SnsSqsBusOptions } from '../../services/adapters/aws/sns-sqs-bus';
 import type { Bus, BusHandler, BusMessage } from '../../services/ports/bus';
@@ -87,6 +95,11 @@ async function network(): Promise<{
 
 const deliver = (event: ReturnType<EventBuilder['to']>): BusMessage => ({ kind: 'deliver', event });
 
+async function queueTags(queueUrl: string): Promise<Record<string, string>> {
+  const { Tags } = await emulators.sqs.send(new ListQueueTagsCommand({ QueueUrl: queueUrl }));
+  return Tags ?? {};
+}
+
 async function queueAttributes(queueUrl: string, names: QueueAttributeName[]): Promise<Record<string, string>> {
   const { Attributes } = await emulators.sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: names }));
   return Attributes ?? {};
@@ -146,6 +159,14 @@ describe('SnsSqsBus on fauxqs', () => {
       });
     });
 
+    it('is tagged with its topic and node id, which is what lets the janitor tell it from another stack’s queue', async () => {
+      const { bus, topicArn } = await network();
+      const node = bus();
+      await node.start('node-a', () => Promise.resolve());
+
+      expect(await queueTags(node.nodeQueue!.queueUrl)).toEqual({ 'herald:topic': topicArn, 'herald:node': 'node-a' });
+    });
+
     it('is subscribed with raw delivery and a filter on node: its own id, all, or no node attribute', async () => {
       const { bus, topicArn } = await network();
       const node = bus();
@@ -175,6 +196,19 @@ describe('SnsSqsBus on fauxqs', () => {
       await closeNodeQueue(clients.sns, clients.sqs, first);
       // Already gone is fine: a janitor, or a close that was retried.
       await closeNodeQueue(clients.sns, clients.sqs, first);
+    });
+
+    it('tags a queue it takes over that was made without tags', async () => {
+      const { topicArn, queuePrefix } = await network();
+      // As an older node made it (fauxqs cannot set SqsManagedSseEnabled afterwards, so only the timeout differs).
+      const Attributes = { ...nodeQueueAttributes({}), VisibilityTimeout: '7' };
+      await emulators.sqs.send(new CreateQueueCommand({ QueueName: nodeQueueName(queuePrefix, 'node-b'), Attributes }));
+
+      const queue = await openNodeQueue({ sns: clients.sns, sqs: clients.sqs, topicArn, queuePrefix, nodeId: 'node-b' });
+      onTestFinished(() => closeNodeQueue(clients.sns, clients.sqs, queue));
+
+      expect(await queueTags(queue.queueUrl)).toEqual({ 'herald:topic': topicArn, 'herald:node': 'node-b' });
+      expect(await queueAttributes(queue.queueUrl, ['VisibilityTimeout'])).toEqual({ VisibilityTimeout: '30' });
     });
 
     it('is unsubscribed and deleted by close, which is idempotent', async () => {

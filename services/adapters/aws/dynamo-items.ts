@@ -21,6 +21,8 @@ export type Item = Record<string, AttributeValue>;
 
 export const DAY_MS = 24 * 3600 * 1000;
 
+const NODE_SK_PREFIX = 'node#';
+
 /**
  * Each key is a fixed prefix followed by the whole id, so `user#u#1` can only
  * be user `u#1`: ids that contain the separator cannot collide.
@@ -29,7 +31,7 @@ export const keys = {
   ownerPk: (userId: string): string => `user#${userId}`,
   owner: (userId: string): Item => key(`user#${userId}`, 'owner'),
   nodesPk: 'nodes',
-  node: (nodeId: string): Item => key('nodes', `node#${nodeId}`),
+  node: (nodeId: string): Item => key('nodes', `${NODE_SK_PREFIX}${nodeId}`),
   event: (eventId: string): Item => key(`event#${eventId}`, 'event'),
   /** A user's history stream; the broadcast stream is `hist#all`, which no user's can be. */
   userStream: (userId: string): string => `hist#u#${userId}`,
@@ -71,6 +73,19 @@ export function readMap(item: Item, name: string, what: string): Item {
   const value = item[name]?.M;
   if (value === undefined) throw malformed(what, `attribute ${name} is not a map`);
   return value;
+}
+
+/** A node item (pk `nodes`, sk `node#<id>`) as `DynamoOwners.heartbeat` writes it: `e` is the heartbeat expiry, ms. */
+export interface NodeItem {
+  readonly nodeId: string;
+  readonly expiresAtMs: number;
+}
+
+export function readNodeItem(item: Item): NodeItem {
+  const what = 'node item';
+  const sk = readString(item, TABLE.sortKey, what);
+  if (!sk.startsWith(NODE_SK_PREFIX)) throw malformed(what, `sort key ${sk} under pk ${keys.nodesPk}`);
+  return { nodeId: sk.slice(NODE_SK_PREFIX.length), expiresAtMs: readNumber(item, 'e', what) };
 }
 
 /** One SDK call; every failure leaves as what the ports promise (`unavailable` when transient). */

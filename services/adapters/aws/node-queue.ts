@@ -11,6 +11,7 @@ import {
   GetQueueAttributesCommand,
   GetQueueUrlCommand,
   SetQueueAttributesCommand,
+  TagQueueCommand,
   type QueueAttributeName,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
@@ -77,6 +78,17 @@ export function nodeQueuePolicy(queueArn: string, topicArn: string): string {
   });
 }
 
+/**
+ * Tag keys that mark a queue as the node queue of one deployment. The janitor
+ * deletes only queues whose `herald:topic` is its own topic: a prefix alone
+ * cannot tell `herald-<node>` from another stack's `herald-prod-<node>`.
+ */
+export const NODE_QUEUE_TAGS = { topic: 'herald:topic', node: 'herald:node' } as const;
+
+export function nodeQueueTags(topicArn: string, nodeId: string): Record<string, string> {
+  return { [NODE_QUEUE_TAGS.topic]: topicArn, [NODE_QUEUE_TAGS.node]: nodeId };
+}
+
 export function nodeQueueAttributes(options: Pick<NodeQueueOptions, 'visibilityTimeoutSeconds' | 'retentionSeconds'>): Record<string, string> {
   return {
     MessageRetentionPeriod: String(options.retentionSeconds ?? 300),
@@ -117,14 +129,20 @@ export async function openNodeQueue(options: NodeQueueOptions): Promise<NodeQueu
   const { sns, sqs, topicArn } = options;
   const QueueName = nodeQueueName(options.queuePrefix, options.nodeId);
   const Attributes = nodeQueueAttributes(options);
+  const tags = nodeQueueTags(topicArn, options.nodeId);
   let queueUrl: string | undefined;
   try {
-    ({ QueueUrl: queueUrl } = await sqs.send(new CreateQueueCommand({ QueueName, Attributes })));
+    // Tagged as it is made (CreateQueue with tags needs sqs:TagQueue too). An existing queue with
+    // the same attributes keeps its tags; one with other attributes is tagged below as it is taken over.
+    ({ QueueUrl: queueUrl } = await sqs.send(new CreateQueueCommand({ QueueName, Attributes, tags })));
   } catch (error) {
     if (!isAwsError(error, QUEUE_EXISTS)) throw wrapSdkError(error, 'sqs.create_queue');
     try {
       ({ QueueUrl: queueUrl } = await sqs.send(new GetQueueUrlCommand({ QueueName })));
-      if (queueUrl) await updateAttributes(sqs, queueUrl, Attributes);
+      if (queueUrl) {
+        await updateAttributes(sqs, queueUrl, Attributes);
+        await sqs.send(new TagQueueCommand({ QueueUrl: queueUrl, Tags: tags }));
+      }
     } catch (retryError) {
       throw wrapSdkError(retryError, 'sqs.update_queue');
     }
@@ -178,12 +196,17 @@ export async function closeNodeQueue(sns: SNSClient, sqs: SQSClient, queue: Node
   if (failure !== undefined) throw wrapSdkError(failure, 'sns_sqs.close_node_queue');
 }
 
+/** Whether an SQS or SNS call failed because its queue or subscription no longer exists. */
+export function isAlreadyGone(error: unknown): boolean {
+  return isAwsError(error, GONE);
+}
+
 /** The error of a call that failed, unless it failed because the thing is already gone (a janitor, an earlier close). */
 async function settle(call: Promise<unknown>): Promise<unknown> {
   try {
     await call;
     return undefined;
   } catch (error) {
-    return isAwsError(error, GONE) ? undefined : error;
+    return isAlreadyGone(error) ? undefined : error;
   }
 }

@@ -1,11 +1,11 @@
-import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+import type { SNSClient } from '@aws-sdk/client-sns';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
 import type { Bus, BusHandler, BusMessage, BusTarget } from '../../ports/bus';
-import { ALL_NODES, NODE_ATTRIBUTE, encodeBusMessageWithin, isNodeId, parseBusMessage } from '../../protocol/bus-message';
+import { NODE_ATTRIBUTE, isNodeId, parseBusMessage } from '../../protocol/bus-message';
 import { unavailable } from '../../protocol/faults';
 import type { Logger } from '../../shared/log';
 import { closeNodeQueue, openNodeQueue, type NodeQueue } from './node-queue';
-import { wrapSdkError } from './sdk-errors';
+import { publishToTopic } from './sns-bus';
 
 export interface SnsSqsBusOptions {
   readonly sns: SNSClient;
@@ -28,11 +28,6 @@ export interface SnsSqsBusOptions {
   readonly backoff?: { readonly firstMs: number; readonly maxMs: number };
 }
 
-/**
- * SNS's limit is 256 KiB per message, attributes included (one `node` attribute
- * of at most 50 bytes here); the rest of the margin is for safety.
- */
-const MAX_BODY_BYTES = 256 * 1024 - 1024;
 /** SQS hands out at most 10 messages per receive, and deletes at most 10 per batch. */
 const BATCH = 10;
 
@@ -80,22 +75,8 @@ export class SnsSqsBus implements Bus {
 
   async send(message: BusMessage, target: BusTarget): Promise<void> {
     if (this.closed) throw unavailable('bus is closed');
-    const node = target === 'all' ? ALL_NODES : target.node;
-    if (target !== 'all' && !isNodeId(node)) throw new Error(`cannot send to node "${node}": not a node id`);
     // Usually one body; a deliver too big for one SNS message goes as several, split by recipients.
-    for (const Message of encodeBusMessageWithin(message, MAX_BODY_BYTES)) {
-      try {
-        await this.options.sns.send(
-          new PublishCommand({
-            TopicArn: this.options.topicArn,
-            Message,
-            MessageAttributes: { [NODE_ATTRIBUTE]: { DataType: 'String', StringValue: node } },
-          }),
-        );
-      } catch (error) {
-        throw wrapSdkError(error, 'sns.publish');
-      }
-    }
+    await publishToTopic(this.options.sns, this.options.topicArn, message, target);
   }
 
   close(): Promise<void> {

@@ -1,0 +1,70 @@
+import { RemovalPolicy } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as iam from 'aws-cdk-lib/aws-iam';
+import { Construct } from 'constructs';
+import { createTableInput, TABLE } from '../../services/adapters/aws/table';
+
+export interface HeraldTableProps {
+  /**
+   * What CloudFormation does with the table (history, tab owners, node
+   * heartbeats) when it leaves the stack.
+   * @default RemovalPolicy.RETAIN - the table and its items outlive the stack
+   */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+/** Every item operation the node and the publisher make (services/adapters/aws/). */
+export const ITEM_READ_WRITE_ACTIONS = [
+  'dynamodb:GetItem',
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:Query',
+  'dynamodb:BatchGetItem',
+  'dynamodb:BatchWriteItem',
+] as const;
+
+/** The janitor reads a node's items and removes those of dead nodes, nothing else. */
+export const JANITOR_TABLE_ACTIONS = ['dynamodb:Query', 'dynamodb:DeleteItem'] as const;
+
+/** The key schema the adapters and emulators use, read from `createTableInput` so the two cannot drift. */
+function keySchema(): { partitionKey: dynamodb.Attribute; sortKey: dynamodb.Attribute } {
+  const input = createTableInput('schema');
+  const attribute = (keyType: 'HASH' | 'RANGE'): dynamodb.Attribute => {
+    const name = input.KeySchema.find((key) => key.KeyType === keyType)?.AttributeName;
+    const definition = input.AttributeDefinitions.find((attr) => attr.AttributeName === name);
+    if (name === undefined || definition?.AttributeType !== 'S') throw new Error(`createTableInput has no string ${keyType} key`);
+    return { name, type: dynamodb.AttributeType.STRING };
+  };
+  return { partitionKey: attribute('HASH'), sortKey: attribute('RANGE') };
+}
+
+/**
+ * Herald's one DynamoDB table (services/adapters/aws/table.ts): on-demand, TTL
+ * on `ttl`, point-in-time recovery, no physical name so two stacks can share an
+ * account.
+ */
+export class HeraldTable extends Construct {
+  readonly table: dynamodb.ITable;
+
+  constructor(scope: Construct, id: string, props: HeraldTableProps = {}) {
+    super(scope, id);
+    this.table = new dynamodb.Table(this, 'Table', {
+      ...keySchema(),
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      timeToLiveAttribute: TABLE.ttlAttribute,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+    });
+  }
+
+  /** Item reads and writes on this table only: what a node and the publisher need. */
+  grantItemReadWrite(grantee: iam.IGrantable): iam.Grant {
+    return this.table.grant(grantee, ...ITEM_READ_WRITE_ACTIONS);
+  }
+
+  /** Query and DeleteItem on this table only: what the janitor needs. */
+  grantJanitor(grantee: iam.IGrantable): iam.Grant {
+    return this.table.grant(grantee, ...JANITOR_TABLE_ACTIONS);
+  }
+}

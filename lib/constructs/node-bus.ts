@@ -1,0 +1,116 @@
+import { ArnFormat, Duration, Stack, Token } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { Construct } from 'constructs';
+
+export interface NodeBusProps {
+  /**
+   * The name every node queue starts with: queues are `<queuePrefix>-<nodeId>`,
+   * made by the nodes at run time. The only physical name in Herald, because IAM
+   * must name the queues before they exist. Unique per deployment in an account
+   * and region, or one stack's janitor would reap the other's queues.
+   */
+  readonly queuePrefix: string;
+}
+
+/** What a node does to its own queue at run time (services/adapters/aws/node-queue.ts, sns-sqs-bus.ts). */
+export const NODE_QUEUE_ACTIONS = [
+  'sqs:CreateQueue',
+  'sqs:GetQueueUrl',
+  'sqs:GetQueueAttributes',
+  'sqs:SetQueueAttributes',
+  'sqs:TagQueue',
+  'sqs:ReceiveMessage',
+  'sqs:DeleteMessage',
+  'sqs:DeleteMessageBatch',
+  'sqs:ChangeMessageVisibility',
+  'sqs:DeleteQueue',
+] as const;
+
+/**
+ * What the janitor does to a queue of a dead node: read its age and ARN, check
+ * the tags that say it is this deployment's, confirm a queue is gone, delete it.
+ */
+export const JANITOR_QUEUE_ACTIONS = ['sqs:GetQueueAttributes', 'sqs:ListQueueTags', 'sqs:GetQueueUrl', 'sqs:DeleteQueue'] as const;
+
+/** What SNS asks of a publisher to a topic encrypted with a customer managed key. */
+export const TOPIC_KEY_ACTIONS = ['kms:GenerateDataKey', 'kms:Decrypt'] as const;
+
+const QUEUE_PREFIX_PATTERN = /^[A-Za-z0-9_-]{1,39}$/;
+
+/**
+ * The bus between publishers and nodes (DESIGN.md, "Per-node queue
+ * lifecycle"): an SNS topic encrypted with its own KMS key that refuses
+ * publishing without TLS. The per-node SQS queues are not here: autoscaled
+ * tasks make their own, so this construct grants rights over queue *names*.
+ */
+export class NodeBus extends Construct {
+  readonly topic: sns.ITopic;
+  readonly key: kms.IKey;
+  readonly queuePrefix: string;
+
+  constructor(scope: Construct, id: string, props: NodeBusProps) {
+    super(scope, id);
+    if (!Token.isUnresolved(props.queuePrefix) && !QUEUE_PREFIX_PATTERN.test(props.queuePrefix)) {
+      // SQS names are at most 80 characters; the node id takes up to 40 of them.
+      throw new Error(`queuePrefix "${props.queuePrefix}" must be 1-39 characters of A-Z a-z 0-9 _ -`);
+    }
+    this.queuePrefix = props.queuePrefix;
+    this.key = new kms.Key(this, 'Key', {
+      description: 'Encrypts Herald notifications at rest in SNS',
+      enableKeyRotation: true,
+      pendingWindow: Duration.days(7),
+    });
+    this.topic = new sns.Topic(this, 'Topic', { masterKey: this.key, enforceSSL: true });
+  }
+
+  /** `arn:<partition>:sqs:<region>:<account>:<prefix>-*`: every node queue of this deployment, and no other queue. */
+  get nodeQueuesArn(): string {
+    return Stack.of(this).formatArn({ service: 'sqs', resource: `${this.queuePrefix}-*`, arnFormat: ArnFormat.NO_RESOURCE_NAME });
+  }
+
+  /**
+   * What `sns:Unsubscribe` may be granted on. The Service Authorization
+   * Reference lists no resource type for it (unlike Subscribe or Publish), so a
+   * statement naming the topic's subscriptions (`<topicArn>:*`) would never
+   * match and every unsubscribe would be denied: subscriptions of stopped nodes
+   * would pile up towards the 200 filter policies a topic allows.
+   */
+  static readonly unsubscribeResource = '*';
+
+  /** Publish to the topic, with the key use SNS needs for it. */
+  grantPublish(grantee: iam.IGrantable): iam.Grant {
+    const grant = iam.Grant.addToPrincipal({ grantee, actions: ['sns:Publish'], resourceArns: [this.topic.topicArn] });
+    this.grantKeyUse(grantee);
+    return grant;
+  }
+
+  /**
+   * Everything a node does on the bus: make, read and delete its own queue
+   * (named with the prefix), subscribe it to the topic and unsubscribe it, and
+   * publish (replace messages go to the node that held the old tab).
+   */
+  grantNodeRuntime(grantee: iam.IGrantable): void {
+    iam.Grant.addToPrincipal({ grantee, actions: [...NODE_QUEUE_ACTIONS], resourceArns: [this.nodeQueuesArn] });
+    iam.Grant.addToPrincipal({ grantee, actions: ['sns:Subscribe'], resourceArns: [this.topic.topicArn] });
+    iam.Grant.addToPrincipal({ grantee, actions: ['sns:Unsubscribe'], resourceArns: [NodeBus.unsubscribeResource] });
+    this.grantPublish(grantee);
+  }
+
+  /**
+   * What the janitor needs to find and remove the queues and subscriptions of
+   * crashed nodes (services/janitor/). `sqs:ListQueues` has no resource-level
+   * permissions, so it is granted on `*`; the janitor lists by prefix itself.
+   */
+  grantJanitor(grantee: iam.IGrantable): void {
+    iam.Grant.addToPrincipal({ grantee, actions: ['sqs:ListQueues'], resourceArns: ['*'] });
+    iam.Grant.addToPrincipal({ grantee, actions: [...JANITOR_QUEUE_ACTIONS], resourceArns: [this.nodeQueuesArn] });
+    iam.Grant.addToPrincipal({ grantee, actions: ['sns:ListSubscriptionsByTopic'], resourceArns: [this.topic.topicArn] });
+    iam.Grant.addToPrincipal({ grantee, actions: ['sns:Unsubscribe'], resourceArns: [NodeBus.unsubscribeResource] });
+  }
+
+  private grantKeyUse(grantee: iam.IGrantable): void {
+    iam.Grant.addToPrincipal({ grantee, actions: [...TOPIC_KEY_ACTIONS], resourceArns: [this.key.keyArn] });
+  }
+}

@@ -1,0 +1,100 @@
+import { Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { describe, expect, it } from 'vitest';
+import { JANITOR_QUEUE_ACTIONS, NODE_QUEUE_ACTIONS, NodeBus, TOPIC_KEY_ACTIONS } from '../../lib/constructs/node-bus';
+import { bareStack, grantsOf, REGION } from './infra-kit';
+
+function setup(queuePrefix = 'herald-test') {
+  const stack = bareStack();
+  const bus = new NodeBus(stack, 'Bus', { queuePrefix });
+  const role = new iam.Role(stack, 'Grantee', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
+  const topic = stack.resolve(bus.topic.topicArn) as unknown;
+  const key = stack.resolve(bus.key.keyArn) as unknown;
+  const queues = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:sqs:${REGION}:`, { Ref: 'AWS::AccountId' }, `:${queuePrefix}-*`]] };
+  const subscriptions = '*';
+  return { stack, bus, role, topic, key, queues, subscriptions };
+}
+
+describe('NodeBus', () => {
+  it('encrypts the topic with its own rotating KMS key and names neither', () => {
+    // GIVEN
+    const { stack, key } = setup();
+    // THEN
+    const template = Template.fromStack(stack);
+    const [topic] = Object.values(template.findResources('AWS::SNS::Topic')) as { Properties: Record<string, unknown> }[];
+    expect(topic?.Properties.KmsMasterKeyId).toEqual(key);
+    expect(topic?.Properties.TopicName).toBeUndefined();
+    template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+    template.resourceCountIs('AWS::KMS::Alias', 0);
+  });
+
+  it('refuses publishing to the topic without TLS', () => {
+    // GIVEN
+    const { stack, topic } = setup();
+    // THEN
+    const [policy] = Object.values(Template.fromStack(stack).findResources('AWS::SNS::TopicPolicy')) as {
+      Properties: { Topics: unknown[]; PolicyDocument: { Statement: Record<string, unknown>[] } };
+    }[];
+    expect(policy?.Properties.Topics).toEqual([topic]);
+    expect(policy?.Properties.PolicyDocument.Statement).toContainEqual(
+      expect.objectContaining({
+        Effect: 'Deny',
+        Action: 'sns:Publish',
+        Principal: '*',
+        Resource: topic,
+        Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+      }),
+    );
+  });
+
+  it('lets a node manage only queues named with the prefix, subscribe to the topic, unsubscribe (on *: no resource-level permission) and publish', () => {
+    // GIVEN
+    const { stack, bus, role, topic, key, queues, subscriptions } = setup();
+    // WHEN
+    bus.grantNodeRuntime(role);
+    // THEN
+    expect(grantsOf(Template.fromStack(stack), stack, role)).toEqual([
+      { actions: [...NODE_QUEUE_ACTIONS], resource: queues },
+      { actions: ['sns:Subscribe'], resource: topic },
+      { actions: ['sns:Unsubscribe'], resource: subscriptions },
+      { actions: ['sns:Publish'], resource: topic },
+      { actions: [...TOPIC_KEY_ACTIONS], resource: key },
+    ]);
+  });
+
+  it('gives a publisher sns:Publish on the topic and the key use it needs, nothing more', () => {
+    // GIVEN
+    const { stack, bus, role, topic, key } = setup();
+    // WHEN
+    bus.grantPublish(role);
+    // THEN
+    expect(grantsOf(Template.fromStack(stack), stack, role)).toEqual([
+      { actions: ['sns:Publish'], resource: topic },
+      { actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resource: key },
+    ]);
+  });
+
+  it('gives the janitor ListQueues and Unsubscribe on * (neither has resource-level permissions) and the rest on the prefix and the topic', () => {
+    // GIVEN
+    const { stack, bus, role, topic, queues, subscriptions } = setup();
+    // WHEN
+    bus.grantJanitor(role);
+    // THEN
+    const grants = grantsOf(Template.fromStack(stack), stack, role);
+    expect(grants).toEqual([
+      { actions: ['sqs:ListQueues'], resource: '*' },
+      { actions: [...JANITOR_QUEUE_ACTIONS], resource: queues },
+      { actions: ['sns:ListSubscriptionsByTopic'], resource: topic },
+      { actions: ['sns:Unsubscribe'], resource: subscriptions },
+    ]);
+    expect(grants.filter((g) => g.resource === '*').flatMap((g) => g.actions)).toEqual(['sqs:ListQueues', 'sns:Unsubscribe']);
+  });
+
+  it.each(['', 'a'.repeat(40), 'has.dot', 'has space'])('refuses the queue prefix %j (1-39 of A-Z a-z 0-9 _ -)', (prefix) => {
+    expect(() => setup(prefix)).toThrow(/queuePrefix/);
+  });
+
+  it('accepts a 39-character prefix, which leaves a node id 40 of the 80 characters SQS allows', () => {
+    expect(() => setup('p'.repeat(39))).not.toThrow();
+  });
+});
