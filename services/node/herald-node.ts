@@ -152,11 +152,12 @@ export class HeraldNode {
 
   /**
    * Starts the drain: health turns 503, new streams are refused, and open ones
-   * are closed at random instants spread over the drain window, each with a
-   * jittered `retry:`, so their reconnects reach the other nodes as a trickle.
+   * are closed at random instants spread over the drain window (the configured
+   * one unless a shorter one is given), each with a jittered `retry:`, so their
+   * reconnects reach the other nodes as a trickle. A second call joins the first.
    */
-  drain(): Promise<void> {
-    this.drainState ??= this.runDrain();
+  drain(windowMs: number = this.deps.config.drainMs): Promise<void> {
+    this.drainState ??= this.runDrain(Math.max(0, Math.min(windowMs, this.deps.config.drainMs)));
     return this.drainState;
   }
 
@@ -182,8 +183,7 @@ export class HeraldNode {
     connection.close(reason, chunk(frameClosing(reason, retryMs)));
   }
 
-  private async runDrain(): Promise<void> {
-    const windowMs = this.deps.config.drainMs;
+  private async runDrain(windowMs: number): Promise<void> {
     const connections = this.hub.snapshot();
     this.deps.log.info('node.draining', { nodeId: this.nodeId, connections: connections.length, windowMs });
     const closes = connections.map(

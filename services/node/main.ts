@@ -10,6 +10,7 @@ import { ConfigError, loadConfig, type Config } from './config';
 import { composeAws, composeLocal, type Ports } from './compose';
 import { EmfReporter, emfServiceName } from './emf';
 import { resolveNodeId } from './node-id';
+import { STOP_POLL_MS, watchForEcsStop } from './ecs-stop-watch';
 import { startHerald } from './server';
 
 function fail(event: string, fields: Record<string, unknown>): never {
@@ -36,6 +37,10 @@ function composePorts(): Ports {
 const herald = await startHerald({ config, ports: composePorts(), log, nodeId });
 
 if (config.mode === 'aws') {
+  // ECS deregisters a task from the ALB before it sends SIGTERM: start the drain
+  // when the task is marked to stop, inside the deregistration delay (see ecs-stop-watch.ts).
+  watchForEcsStop(process.env, () => void herald.node.drain(config.drainMs - STOP_POLL_MS - 2_000), { log });
+
   // Embedded metric format: one JSON line a minute that CloudWatch Logs turns
   // into metrics. The service scales on ActiveConnections (per task), not CPU.
   const emf = new EmfReporter(herald.node.metrics, emfServiceName(process.env));
