@@ -1,22 +1,32 @@
 // `npm run token -- <user>` prints a token for that user, signed with the dev
 // server's secret; `npm run token -- --publisher` prints its publisher token.
-// Only for dev mode: production tokens come from your identity provider.
+// With `--cluster`, both come from `npm run cluster`'s .herald/cluster.json
+// instead of the dev server's .herald/dev.json.
+// Only for dev mode and the local cluster: production tokens come from your identity provider.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
 
 interface DevSecrets {
   readonly url: string;
+  /** The HS256 key bytes, base64url. */
   readonly jwtSecret: string;
   readonly publishToken: string;
 }
 
-const [first, ...rest] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const cluster = args.includes('--cluster');
+const [first, ...rest] = args.filter((a) => a !== '--cluster');
+const file = join(process.cwd(), '.herald', cluster ? 'cluster.json' : 'dev.json');
 let secrets: DevSecrets;
 try {
-  secrets = JSON.parse(readFileSync(join(process.cwd(), '.herald', 'dev.json'), 'utf8')) as DevSecrets;
+  secrets = JSON.parse(readFileSync(file, 'utf8')) as DevSecrets;
 } catch {
-  console.error('No .herald/dev.json: start the dev server first with `npm start` (without HERALD_JWT_SECRET).');
+  console.error(
+    cluster
+      ? 'No .herald/cluster.json: start the cluster first with `npm run cluster`.'
+      : 'No .herald/dev.json: start the dev server first with `npm start` (without HERALD_JWT_SECRET).',
+  );
   process.exit(1);
 }
 
@@ -33,6 +43,6 @@ if (first === '--publisher') {
     .sign(Buffer.from(secrets.jwtSecret, 'base64url'));
   console.log(token);
 } else {
-  console.error('usage: npm run token -- <user> [--ttl seconds]   |   npm run token -- --publisher');
+  console.error('usage: npm run token -- [--cluster] <user> [--ttl seconds]   |   npm run token -- [--cluster] --publisher');
   process.exit(2);
 }

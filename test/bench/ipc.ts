@@ -53,6 +53,8 @@ export function serve(handlers: Readonly<Record<string, Handler>>, hello: Record
 export interface OpenCommand {
   /** `http://127.0.0.1:port` of the node. */
   readonly url: string;
+  /** Several nodes (the cluster shape): user i connects to `urls[i mod n]`, so streams spread evenly. */
+  readonly urls?: readonly string[];
   /** Users `u<first>` … `u<first + count - 1>`. */
   readonly first: number;
   readonly count: number;

@@ -145,7 +145,7 @@ function openOne(url: URL, token: string, user: number, command: OpenCommand): P
 
 async function openAll(command: OpenCommand): Promise<OpenResult> {
   epochNs = command.epochNs;
-  const url = new URL(command.url);
+  const urls = (command.urls && command.urls.length > 0 ? command.urls : [command.url]).map((u) => new URL(u));
   const secret = new TextEncoder().encode(command.secret);
   const expires = Math.floor(Date.now() / 1000) + 3600;
   const startedMs = performance.now();
@@ -157,7 +157,7 @@ async function openAll(command: OpenCommand): Promise<OpenResult> {
       const user = command.first + next++;
       // Each connection is a distinct user, as an identity provider would sign it.
       const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(`u${user}`).setIssuedAt().setExpirationTime(expires).sign(secret);
-      const outcome = await openOne(url, token, user, command);
+      const outcome = await openOne(urls[user % urls.length]!, token, user, command);
       if (outcome === 'ready') opened.push(user);
       else bump(failures, outcome);
     }

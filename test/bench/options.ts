@@ -26,13 +26,31 @@ export interface BenchOptions {
   readonly ttl: number | undefined;
   /** Write a CPU profile of the node during the sustained phase (local shape). */
   readonly profile: boolean;
+  /** Nodes of the cluster shape. */
+  readonly nodes: number;
+  /** How the cluster shape publishes. */
+  readonly publishVia: 'lambda' | 'http';
+  /** Flags left at this shape's own defaults, named for the output (e.g. `--connections 3000`). */
+  readonly shapeDefaults: readonly string[];
 }
+
+/**
+ * Smaller defaults for the cluster shape: its nodes, the emulators and the
+ * load clients share the machine's cores, and every publish goes through
+ * DynamoDB, SNS and SQS on the emulators.
+ */
+export const CLUSTER_DEFAULTS = { connections: 3_000, samples: 500, nodes: 3 } as const;
 
 export const USAGE = `npm run bench -- [flags]
 
   --connections N     streams to open, one user each (default 10000)
   --clients N         client processes, each from its own 127.0.0.x (default 4)
-  --shape local       what to start (default local; only local for now)
+  --shape S           what to start: local (one node, memory adapters; default) or cluster
+                      (the AWS shape on this machine: --nodes nodes in aws mode on the emulators,
+                      publishing through the Lambda handler → SNS → SQS; defaults --connections ${CLUSTER_DEFAULTS.connections},
+                      --samples ${CLUSTER_DEFAULTS.samples})
+  --nodes N           nodes of the cluster shape (default ${CLUSTER_DEFAULTS.nodes})
+  --publish-via P     cluster shape: lambda (default: the Lambda handler, in the bench process) or http (POST /publish)
   --url URL           measure an existing node on 127.0.0.0/8 instead of starting one
   --publish-token T   its HERALD_PUBLISH_TOKEN (with --url)
   --secret S          its HERALD_JWT_SECRET, to sign user tokens (with --url)
@@ -91,19 +109,27 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
       rate: { type: 'string' },
       ttl: { type: 'string' },
       profile: { type: 'boolean' },
+      nodes: { type: 'string' },
+      'publish-via': { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) return 'help';
 
-  const connections = int(values, 'connections', 10_000, 1, 100_000);
+  const shape = values.shape ?? 'local';
+  if (!(shape in SHAPES)) throw new UsageError(`--shape must be one of: ${Object.keys(SHAPES).join(', ')}`);
+  const cluster = shape === 'cluster';
+  const shapeDefaults = cluster ? (['connections', 'samples'] as const).filter((name) => values[name] === undefined).map((name) => `--${name} ${CLUSTER_DEFAULTS[name]}`) : [];
+  if (!cluster && (values.nodes !== undefined || values['publish-via'] !== undefined)) throw new UsageError('--nodes and --publish-via go with --shape cluster');
+  const nodes = int(values, 'nodes', CLUSTER_DEFAULTS.nodes, 1, 16);
+  const publishVia = values['publish-via'] ?? 'lambda';
+  if (publishVia !== 'lambda' && publishVia !== 'http') throw new UsageError('--publish-via must be lambda or http');
+  const connections = int(values, 'connections', cluster ? CLUSTER_DEFAULTS.connections : 10_000, 1, 100_000);
   const clients = int(values, 'clients', Math.min(4, connections), 1, 200);
   if (Math.ceil(connections / clients) > MAX_STREAMS_PER_CLIENT) {
     throw new UsageError(`--clients ${clients} would put more than ${MAX_STREAMS_PER_CLIENT} streams in one process (20,000 open files each): use --clients ${Math.ceil(connections / MAX_STREAMS_PER_CLIENT)} or more`);
   }
-  const shape = values.shape ?? 'local';
-  if (!(shape in SHAPES)) throw new UsageError(`--shape must be one of: ${Object.keys(SHAPES).join(', ')}`);
 
   let target: BenchOptions['target'];
   if (values.url !== undefined) {
@@ -114,9 +140,10 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
   } else if (values['publish-token'] !== undefined || values.secret !== undefined) {
     throw new UsageError('--publish-token and --secret only go with --url; the local shape makes its own');
   }
-  if (target === undefined && connections > LOCAL_MAX_CONNECTIONS) {
-    throw new UsageError(`the local node is one process with at most 20,000 open files: --connections ${LOCAL_MAX_CONNECTIONS} at most`);
+  if (target === undefined && Math.ceil(connections / (cluster ? nodes : 1)) > LOCAL_MAX_CONNECTIONS) {
+    throw new UsageError(`a node is one process with at most 20,000 open files: --connections ${LOCAL_MAX_CONNECTIONS} per node at most`);
   }
+  if (target !== undefined && cluster) throw new UsageError('--url measures an existing node; it does not go with --shape cluster');
   const rateRaw = values.rate;
 
   return {
@@ -126,12 +153,15 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     target,
     durationS: int(values, 'duration', 10, 1, 300),
     json: values.json ?? false,
-    samples: int(values, 'samples', 2000, 1, 100_000),
+    samples: int(values, 'samples', cluster ? CLUSTER_DEFAULTS.samples : 2000, 1, 100_000),
     rounds: int(values, 'rounds', 10, 1, 100),
     publishers: int(values, 'publishers', 4, 1, 64),
     batch: int(values, 'batch', 100, 1, 100),
     rate: rateRaw === undefined ? undefined : int(values, 'rate', 0, 1, 10_000_000),
     ttl: values.ttl === undefined ? undefined : int(values, 'ttl', 0, 0, 7 * 24 * 3600),
     profile: values.profile ?? false,
+    nodes,
+    publishVia,
+    shapeDefaults,
   };
 }

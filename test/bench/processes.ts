@@ -7,6 +7,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Hello, Reply, Request } from './ipc';
 
 const started = new Set<IpcChild>();
+/** Children started by other helpers (the cluster shape's nodes), killed by pid with the rest. */
+const tracked = new Set<ChildProcess>();
+
+/** Makes `child` one of the processes stopped by `stopAll` and the exit guards. */
+export function track(child: ChildProcess): void {
+  tracked.add(child);
+  child.once('exit', () => tracked.delete(child));
+}
 /** Children spawned but not yet said hello: still ours to kill. */
 const orphans = new Set<{ readonly label: string; readonly process: ChildProcess }>();
 
@@ -130,6 +138,7 @@ function kill(child: ChildProcess, signal: NodeJS.Signals): void {
 export async function stopAll(): Promise<void> {
   await Promise.all([...started].map((child) => child.stop()));
   for (const orphan of orphans) kill(orphan.process, 'SIGKILL');
+  for (const child of tracked) kill(child, 'SIGKILL');
 }
 
 /**
@@ -149,5 +158,6 @@ export function installExitGuards(log: (line: string) => void): void {
   process.on('exit', () => {
     for (const child of started) kill(child.process, 'SIGKILL');
     for (const orphan of orphans) kill(orphan.process, 'SIGKILL');
+    for (const child of tracked) kill(child, 'SIGKILL');
   });
 }

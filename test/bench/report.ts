@@ -4,7 +4,7 @@
  */
 import type { BroadcastResult, SustainedResult, UnicastResult } from './phases';
 import type { ProfileSummary } from './profile';
-import type { MemorySample } from './shape';
+import type { MemorySample, NodeBreakdown } from './shape';
 import { formatBytes, formatCount, formatUs } from './stats';
 
 export interface BenchResult {
@@ -28,6 +28,12 @@ export interface BenchResult {
   /** herald_* counters that moved during the measured phases (drops, closes, refusals). */
   readonly nodeCounters: Record<string, number>;
   readonly profile: ProfileSummary | undefined;
+  /** How the figures were taken (the shape's notes, sizes left at a shape's defaults). */
+  readonly notes?: readonly string[];
+  /** A cluster's nodes, from /metrics after the streams opened and at the end. */
+  readonly perNode?: { readonly idle: readonly NodeBreakdown[]; readonly end: readonly NodeBreakdown[] };
+  /** CPU seconds of the shape's other processes over the run, by name. */
+  readonly otherCpuSeconds?: Record<string, number>;
 }
 
 interface Row {
@@ -180,6 +186,31 @@ export function renderTable(result: BenchResult): string {
     '',
     table,
   ];
+  if (result.perNode) {
+    const { idle, end } = result.perNode;
+    lines.push('', 'Per node (from /metrics; CPU and counts over the measured phases, after the streams opened):');
+    lines.push(
+      markdownTable(
+        ['node', 'streams', 'RSS idle', 'RSS at the end', 'CPU', 'bus messages', 'deliveries'],
+        end.map((e) => {
+          const i = idle.find((n) => n.id === e.id);
+          return [
+            e.id,
+            formatCount(i?.connections ?? e.connections),
+            i ? formatBytes(i.rss) : '',
+            formatBytes(e.rss),
+            `${(e.cpuSeconds - (i?.cpuSeconds ?? 0)).toFixed(2)} s`,
+            formatCount(e.busMessages - (i?.busMessages ?? 0)),
+            formatCount(e.deliveries - (i?.deliveries ?? 0)),
+          ];
+        }),
+      ),
+    );
+  }
+  if (result.otherCpuSeconds) {
+    lines.push('', `other processes' CPU over the run: ${Object.entries(result.otherCpuSeconds).map(([name, sec]) => `${name} ${sec.toFixed(2)} s`).join('; ')}`);
+  }
+  for (const note of result.notes ?? []) lines.push(`note: ${note}`);
   const counters = Object.entries(result.nodeCounters);
   if (counters.length > 0) lines.push('', `node counters that moved: ${counters.map(([k, n]) => `${k} +${n}`).join(', ')}`);
   if (result.profile) {

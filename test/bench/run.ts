@@ -47,12 +47,13 @@ async function measure(options: BenchOptions, node: NodeUnderTest, fleet: Client
 
   const epochNs = process.hrtime.bigint();
   log(`opening ${options.connections} streams from ${fleet.size} client processes…`);
-  const opened = await fleet.open({ url: node.url, secret, connections: options.connections, epochNs, concurrency: 64 });
+  const opened = await fleet.open({ url: node.url, ...(node.urls ? { urls: node.urls } : {}), secret, connections: options.connections, epochNs, concurrency: 64 });
   log(`${opened.opened.length} open in ${(opened.wallMs / 1000).toFixed(1)} s${Object.keys(opened.failures).length > 0 ? `, failures ${JSON.stringify(opened.failures)}` : ''}`);
   if (opened.opened.length === 0) throw new Error(`no stream opened: ${JSON.stringify(opened.failures)}`);
   // Let the node finish its bookkeeping (claims, first pings) before reading its idle memory.
   await sleep(2000);
   const idle = await node.memory();
+  const perNodeIdle = await node.perNode?.();
 
   const context: BenchContext = { node, fleet, users: opened.opened, epochNs, log };
   log('unicast warm-up (200)…');
@@ -86,6 +87,12 @@ async function measure(options: BenchOptions, node: NodeUnderTest, fleet: Client
   const afterSustained = await node.memory();
   const final = await fleet.report([]);
   const countersAfter = await node.counters();
+  const perNodeEnd = await node.perNode?.();
+  const otherCpu = await node.otherCpuSeconds?.();
+  const notes = [
+    ...(options.shapeDefaults.length > 0 ? [`sizes: this shape's defaults ${options.shapeDefaults.join(', ')} (modest: every process shares the machine's ${cpus().length} cores); pass the flags to change them`] : []),
+    ...(node.notes ?? []),
+  ];
   return {
     startedAt,
     machine: { cpus: cpus().length, node: process.version, loadAvgBefore, loadAvgAfter: loadavg() },
@@ -105,6 +112,9 @@ async function measure(options: BenchOptions, node: NodeUnderTest, fleet: Client
     sustained,
     nodeCounters: countersMoved(countersBefore, countersAfter),
     profile,
+    notes,
+    ...(perNodeIdle && perNodeEnd ? { perNode: { idle: perNodeIdle, end: perNodeEnd } } : {}),
+    ...(otherCpu ? { otherCpuSeconds: otherCpu } : {}),
   };
 }
 
@@ -145,7 +155,15 @@ async function main(): Promise<number> {
       node = attachToUrl(options.target.url, options.target.publishToken, options.publishers);
     } else {
       log(`starting the node (shape ${options.shape})…`);
-      node = await SHAPES[options.shape]!({ connections: options.connections, secret, publishToken, publishers: options.publishers, buildDir: bundles.dir });
+      node = await SHAPES[options.shape]!({
+        connections: options.connections,
+        secret,
+        publishToken,
+        publishers: options.publishers,
+        buildDir: bundles.dir,
+        nodes: options.nodes,
+        publishVia: options.publishVia,
+      });
     }
     log(`${node.description} at ${node.url}`);
     fleet = await ClientFleet.start(options.clients, bundles.dir);

@@ -1,8 +1,9 @@
 /**
- * What the bench measures through: a node (or, later, a cluster) it can
- * publish to, ask for memory and CPU, and stop. A shape is a function that
- * starts one; `local` runs a node in its own process. An AWS cluster shape
- * plugs in as another entry of `SHAPES`, returning the same interface.
+ * What the bench measures through: a node (or a cluster) it can publish to,
+ * ask for memory and CPU, and stop. A shape is a function that starts one;
+ * `local` runs a node in its own process, `cluster` the AWS shape on this
+ * machine (nodes in aws mode on the emulators, publishing through the Lambda
+ * handler). Each is an entry of `SHAPES`, returning the same interface.
  */
 import type { LoopDelay } from './ipc';
 import type { PublishOutcome } from './publisher';
@@ -35,9 +36,27 @@ export interface CpuSample {
   readonly systemUs?: number;
 }
 
+/** One node of a cluster, from its /metrics. */
+export interface NodeBreakdown {
+  readonly id: string;
+  readonly connections: number;
+  readonly rss: number;
+  readonly cpuSeconds: number;
+  readonly busMessages: number;
+  readonly deliveries: number;
+}
+
 export interface NodeUnderTest {
   /** Base URL the clients connect to (`GET /events`). */
   readonly url: string;
+  /** Several nodes: the clients spread their streams evenly over these (user i → urls[i mod n]) instead of `url`. */
+  readonly urls?: readonly string[];
+  /** Lines printed under the table: how the figures were taken. */
+  readonly notes?: readonly string[];
+  /** Per-node figures of a cluster, sampled at idle and at the end. */
+  perNode?(): Promise<NodeBreakdown[]>;
+  /** CPU seconds used since start by the shape's other processes (emulators, an in-process publisher), by name. */
+  otherCpuSeconds?(): Promise<Record<string, number>>;
   readonly description: string;
   publish(body: PublishBody): Promise<PublishOutcome>;
   memory(): Promise<MemorySample>;
@@ -69,10 +88,16 @@ export interface ShapeOptions {
   readonly publishers: number;
   /** Where the bundles are (see build.ts). */
   readonly buildDir: string;
+  /** Nodes of the cluster shape. */
+  readonly nodes: number;
+  /** How the cluster shape publishes: the Lambda handler (→ SNS → SQS → node) or a node's POST /publish. */
+  readonly publishVia: 'lambda' | 'http';
 }
 
 export type Shape = (options: ShapeOptions) => Promise<NodeUnderTest>;
 
 export const SHAPES: Readonly<Record<string, Shape>> = {
   local: startLocalShape,
+  // Loaded on use: it brings the AWS SDK and the Lambda publisher, which the local shape does not need.
+  cluster: async (options) => (await import('./cluster-shape')).startClusterShape(options),
 };

@@ -1,0 +1,184 @@
+/**
+ * The cluster shape (`--shape cluster`): the AWS shape on this machine, as
+ * `npm run cluster` runs it. Nodes are the container's entry
+ * (dist/herald-node.mjs) in aws mode, one process each; the emulators
+ * (fauxqs, dynalite) run in a process of their own; publishing goes through
+ * the Lambda handler (services/publisher/lambda.ts, invoked in the bench's
+ * process) → DynamoDB → SNS → each node's SQS queue. The clients connect to
+ * the nodes directly, spread evenly, so the ALB stand-in is not what is
+ * measured. Memory and CPU come from each node's /metrics (no forced GC).
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { join } from 'node:path';
+import { createHandler } from '../../services/publisher/lambda';
+import { httpStatus } from '../../services/protocol/errors';
+import { silentLogger } from '../../services/shared/log';
+import { buildEntryPoint } from '../support/child-node';
+import { startCluster, type Cluster, type ClusterNode } from '../support/cluster';
+import { emulatorsAt } from '../support/loopback-emulators';
+import { IpcChild, track } from './processes';
+import { HttpPublisher, getText, parseMetrics, type PublishOutcome } from './publisher';
+import type { NodeBreakdown, NodeUnderTest, PublishBody, ShapeOptions } from './shape';
+
+const here = new URL('.', import.meta.url).pathname;
+
+async function metricsOf(node: ClusterNode): Promise<Map<string, number>> {
+  return parseMetrics(await getText(new URL('/metrics', node.url).href));
+}
+
+function read(values: Map<string, number>, name: string, node: string): number {
+  const value = values.get(name);
+  if (value === undefined) throw new Error(`${node}/metrics has no ${name}`);
+  return value;
+}
+
+/** Publishes the way chat and job code does on AWS: the Lambda handler, here called in-process. */
+function lambdaPublisher(env: Record<string, string>, credentials: { accessKeyId: string; secretAccessKey: string }): (body: PublishBody) => Promise<PublishOutcome> {
+  const handler = createHandler(env, { log: silentLogger, clientOptions: { credentials } });
+  return async (body) => {
+    try {
+      const answer = await handler(body);
+      return answer.ok ? { status: 202, body: '' } : { status: httpStatus[answer.error], body: JSON.stringify(answer) };
+    } catch (error) {
+      // A fault after the handler's own retries: what Lambda reports as a failed invocation.
+      return { status: 503, body: error instanceof Error ? error.message : String(error) };
+    }
+  };
+}
+
+/** POST /publish on each node in turn, as a service behind the ALB would. */
+function httpPublisher(cluster: Cluster, publishToken: string, connections: number): { publish: (body: PublishBody) => Promise<PublishOutcome>; close: () => void } {
+  const publishers = cluster.nodes.map((n) => new HttpPublisher(n.url, publishToken, connections));
+  let next = 0;
+  return {
+    publish: (body) => publishers[next++ % publishers.length]!.post(JSON.stringify(body)),
+    close: () => publishers.forEach((p) => p.close()),
+  };
+}
+
+/** Ports free right now on 127.0.0.1: the nodes log at warn, so their port cannot come from their `http.listening` line. */
+async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: count }, () => new Promise<Server>((resolve, reject) => {
+      const server = createServer();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve(server));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  return ports;
+}
+
+export async function startClusterShape(options: ShapeOptions): Promise<NodeUnderTest> {
+  // The SDK's notice about Node 20 support would land in the middle of the bench's output.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  const entry = await buildEntryPoint();
+  const emulatorProcess = await IpcChild.spawn({
+    label: 'emulators',
+    args: ['--import', 'tsx', join(here, 'emulators-process.ts')],
+    env: { ...process.env, NODE_OPTIONS: '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+    startTimeoutMs: 30_000,
+  });
+  const emulators = emulatorsAt({ snsEndpoint: String(emulatorProcess.hello.snsEndpoint), dynamoEndpoint: String(emulatorProcess.hello.dynamoEndpoint) });
+  const label = `bench-${randomBytes(3).toString('hex')}`;
+  const perNode = Math.ceil(options.connections / options.nodes);
+  let cluster: Cluster;
+  try {
+    cluster = await startCluster({
+      emulators,
+      entry: entry.path,
+      nodeIds: Array.from({ length: options.nodes }, (_, i) => `bench-${i + 1}`),
+      ports: await freePorts(options.nodes),
+      tableName: `${label}-table`,
+      topicName: `${label}-topic`,
+      queuePrefix: label,
+      secret: options.secret,
+      publishToken: options.publishToken,
+      env: {
+        // The clients connect from a few addresses: the per-address limit must not bite.
+        HERALD_CONNECT_RATE_PER_IP: '1000000',
+        HERALD_CONNECT_BURST_PER_IP: '1000000',
+        HERALD_MAX_CONNECTIONS: String(Math.ceil(perNode * 1.1) + 100),
+        HERALD_PUBLISH_RATE: '10000000',
+        HERALD_LOG_LEVEL: 'warn',
+        HERALD_DRAIN_MS: '0',
+        // No ALB in front: the address is the socket's.
+        HERALD_TRUST_PROXY: 'false',
+      },
+      onLine: (nodeId, line) => process.stderr.write(`[${nodeId}] ${line}\n`),
+      retainLogs: false,
+    });
+  } catch (error) {
+    await emulatorProcess.stop();
+    entry.dispose();
+    throw error;
+  }
+  // Stopped by pid with everything else on Ctrl-C, an error or exit.
+  for (const node of cluster.nodes) track(node.process.child);
+
+  const publishEnv = {
+    ...emulators.env(),
+    HERALD_TOPIC_ARN: cluster.topicArn,
+    HERALD_TABLE_NAME: cluster.tableName,
+    HERALD_PUBLISH_RATE: '10000000',
+  };
+  const http = options.publishVia === 'http' ? httpPublisher(cluster, options.publishToken, options.publishers) : undefined;
+  const publish = http?.publish ?? lambdaPublisher(publishEnv, emulators.credentials);
+  const all = async (): Promise<Array<{ node: ClusterNode; values: Map<string, number> }>> =>
+    Promise.all(cluster.nodes.map(async (node) => ({ node, values: await metricsOf(node) })));
+  const sum = async (name: string): Promise<number> => (await all()).reduce((total, { node, values }) => total + read(values, name, node.id), 0);
+
+  const emulatorCpu = async (): Promise<number> => (await emulatorProcess.request<{ cpuUs: number }>('sample', {}, 10_000)).cpuUs;
+  const emulatorCpuAtStart = await emulatorCpu();
+  const benchCpuAtStart = process.cpuUsage();
+  const path =
+    options.publishVia === 'http'
+      ? 'POST /publish on each node in turn → DynamoDB → SNS → SQS → node'
+      : 'the Lambda handler (services/publisher/lambda.ts, called in the bench process) → DynamoDB → SNS → SQS → node';
+
+  return {
+    url: cluster.nodes[0]!.url,
+    urls: cluster.nodes.map((n) => n.url),
+    description: `cluster shape: ${options.nodes} nodes in aws mode (dist/herald-node.mjs, pids ${cluster.pids().join(', ')}), emulators in pid ${emulatorProcess.hello.pid}, clients connected directly to the nodes (user i → node i mod ${options.nodes})`,
+    notes: [
+      `publishing through ${path}`,
+      `memory and CPU: the sum over the nodes of process_resident_memory_bytes / nodejs_heap_used_bytes / process_cpu_seconds_total from /metrics (no forced GC, so per-stream memory is noisier than the local shape's); the emulators' and the publisher's CPU are not counted`,
+      `targets are the single-node ones; this shape measures the AWS path (DynamoDB, SNS, SQS long polls) on emulators sharing the machine's cores with ${options.nodes} nodes and the load clients`,
+    ],
+    publish,
+    memory: async () => ({ rss: await sum('process_resident_memory_bytes'), heapUsed: await sum('nodejs_heap_used_bytes'), afterGc: false }),
+    cpu: async () => ({ totalUs: (await sum('process_cpu_seconds_total')) * 1e6 }),
+    counters: async () => {
+      const total = new Map<string, number>();
+      for (const { values } of await all()) for (const [name, value] of values) if (name.startsWith('herald_')) total.set(name, (total.get(name) ?? 0) + value);
+      return total;
+    },
+    perNode: async (): Promise<NodeBreakdown[]> => {
+      const nodes = (await all()).map(({ node, values }) => ({
+        id: node.id,
+        connections: read(values, 'herald_connections', node.id),
+        rss: read(values, 'process_resident_memory_bytes', node.id),
+        cpuSeconds: read(values, 'process_cpu_seconds_total', node.id),
+        busMessages: read(values, 'herald_bus_messages_total', node.id),
+        deliveries: read(values, 'herald_deliveries_total', node.id),
+      }));
+      return nodes;
+    },
+    otherCpuSeconds: async () => {
+      const bench = process.cpuUsage(benchCpuAtStart);
+      return {
+        'emulators (fauxqs + dynalite)': ((await emulatorCpu()) - emulatorCpuAtStart) / 1e6,
+        [`bench process (${options.publishVia === 'http' ? 'HTTP publisher' : 'Lambda handler'}, load-client coordination)`]: (bench.user + bench.system) / 1e6,
+      };
+    },
+    stop: async () => {
+      http?.close();
+      await cluster.stop();
+      await emulators.stop();
+      await emulatorProcess.stop();
+      entry.dispose();
+    },
+  };
+}
