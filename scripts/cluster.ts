@@ -10,7 +10,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startCluster, type Cluster } from '../test/support/cluster';
-import { startLoopbackEmulators } from '../test/support/loopback-emulators';
+import { startEmulators } from '../test/support/emulators';
 
 const USAGE = `npm run cluster -- [--nodes N] [--port P] [--quiet]
 
@@ -58,7 +58,7 @@ const publishToken = randomBytes(24).toString('base64url');
 const nodeIds = Array.from({ length: options.nodes }, (_, i) => `node-${i + 1}`);
 const drainMs = 3_000;
 
-const emulators = await startLoopbackEmulators();
+const emulators = await startEmulators();
 let cluster: Cluster | undefined;
 let stopping = false;
 

@@ -19,6 +19,7 @@ import { NodeMetrics } from './metrics';
 import { createAuthenticator, type Authenticator } from './auth';
 import { openStream } from './open-stream';
 import { jittered } from './jitter';
+import { retryWithBackoff } from './retry';
 import { HttpStreamSink, chunk } from './http-stream-sink';
 
 export interface NodeDeps {
@@ -48,7 +49,13 @@ const FRAME_OVERHEAD_BYTES = 256;
 export function hardQueueLimit(maxQueuedBytes: number, maxDataBytes: number): number {
   return Math.max(HARD_QUEUE_FACTOR * maxQueuedBytes, MAX_BATCH * (maxDataBytes + FRAME_OVERHEAD_BYTES));
 }
-const NODE_TTL_MS = 30_000;
+/**
+ * A node counts as alive this long after each heartbeat (sent every third of
+ * it): also how long a crashed node's users may still look online.
+ */
+const NODE_TTL_MS = 15_000;
+/** Telling another node's tab it was replaced outlasts a bus outage of a few minutes. */
+const REPLACE_RETRY = { firstMs: 250, maxMs: 10_000, giveUpAfterMs: 5 * 60_000 };
 /**
  * Granularity of heartbeats, token expiry and stall checks: one timer for the
  * whole node, not one per stream. Short, so that each tick writes only the
@@ -73,6 +80,7 @@ export class HeraldNode {
   private ticker: NodeJS.Timeout | undefined;
   private heartbeater: NodeJS.Timeout | undefined;
   private drainState: Promise<void> | undefined;
+  private stopped = false;
 
   constructor(readonly deps: NodeDeps) {
     this.clock = deps.clock ?? systemClock;
@@ -145,8 +153,14 @@ export class HeraldNode {
       return;
     }
     const message: BusMessage = { kind: 'replace', userId: record.userId, connectionId: record.connectionId, byConnectionId };
-    this.deps.bus.send(message, { node: record.nodeId }).catch((error: unknown) => {
-      this.deps.log.warn('connection.replace_failed', { connectionId: record.connectionId, nodeId: record.nodeId, error });
+    const fields = { connectionId: record.connectionId, nodeId: record.nodeId };
+    // Retried through a bus outage: an old tab that never hears `replaced` keeps its
+    // stream (and broadcasts) until its token expires, while its unicasts go here.
+    const retry = { ...REPLACE_RETRY, stopped: () => this.stopped };
+    retryWithBackoff(() => this.deps.bus.send(message, { node: record.nodeId }), retry, (error, attempt) => {
+      this.deps.log.warn('connection.replace_retrying', { ...fields, attempt, error });
+    }).catch((error: unknown) => {
+      this.deps.log.error('connection.replace_failed', { ...fields, error });
     });
   }
 
@@ -162,6 +176,7 @@ export class HeraldNode {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.ticker);
     clearInterval(this.heartbeater);
     for (const connection of this.hub.snapshot()) this.closeWith(connection, 'draining');

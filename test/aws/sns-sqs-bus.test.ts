@@ -141,7 +141,7 @@ describe('SnsSqsBus on fauxqs', () => {
       expect(attributes).toMatchObject({
         MessageRetentionPeriod: '300',
         ReceiveMessageWaitTimeSeconds: '20',
-        VisibilityTimeout: '30',
+        VisibilityTimeout: '10',
         SqsManagedSseEnabled: 'true',
       });
       expect(JSON.parse(attributes.Policy!)).toEqual({
@@ -208,7 +208,7 @@ describe('SnsSqsBus on fauxqs', () => {
       onTestFinished(() => closeNodeQueue(clients.sns, clients.sqs, queue));
 
       expect(await queueTags(queue.queueUrl)).toEqual({ 'herald:topic': topicArn, 'herald:node': 'node-b' });
-      expect(await queueAttributes(queue.queueUrl, ['VisibilityTimeout'])).toEqual({ VisibilityTimeout: '30' });
+      expect(await queueAttributes(queue.queueUrl, ['VisibilityTimeout'])).toEqual({ VisibilityTimeout: '10' });
     });
 
     it('is unsubscribed and deleted by close, which is idempotent', async () => {

@@ -16,7 +16,7 @@ import { httpStatus } from '../../services/protocol/errors';
 import { silentLogger } from '../../services/shared/log';
 import { buildEntryPoint } from '../support/child-node';
 import { startCluster, type Cluster, type ClusterNode } from '../support/cluster';
-import { emulatorsAt } from '../support/loopback-emulators';
+import { emulatorsAt } from '../support/emulators';
 import { IpcChild, track } from './processes';
 import { HttpPublisher, getText, parseMetrics, type PublishOutcome } from './publisher';
 import type { NodeBreakdown, NodeUnderTest, PublishBody, ShapeOptions } from './shape';

@@ -4,10 +4,10 @@
  * the nodes' nor the bench's. Run with `node --import tsx`: dynalite's storage
  * is not bundled. Answers `sample` (its own CPU and memory) over IPC.
  */
-import { startLoopbackEmulators } from '../support/loopback-emulators';
+import { startEmulators } from '../support/emulators';
 import { serve } from './ipc';
 
-const emulators = await startLoopbackEmulators();
+const emulators = await startEmulators();
 
 serve(
   {

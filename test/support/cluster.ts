@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Emulators } from '../aws/emulators';
+import type { Emulators } from './emulators';
 import { startAlbProxy, type AlbProxy, type AlbProxyOptions } from './alb-proxy';
 import { ChildNode } from './child-node';
 import { withDeadline } from './deadline';

@@ -22,7 +22,7 @@ export interface SnsSqsBusOptions {
   readonly pollers?: number;
   /** @default 20 (the SQS maximum: fewest empty receives) */
   readonly waitTimeSeconds?: number;
-  /** Of the node's queue: how soon a message whose handler failed comes back. @default 30 */
+  /** Of the node's queue: how soon a message whose handler failed comes back. @default 10 */
   readonly visibilityTimeoutSeconds?: number;
   /** First and largest pause between failed receives; doubled each time, jittered. @default { firstMs: 100, maxMs: 5000 } */
   readonly backoff?: { readonly firstMs: number; readonly maxMs: number };

@@ -5,9 +5,38 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import dynalite from 'dynalite';
 import { buildApp } from 'fauxqs';
 import { createTableInput } from '../../services/adapters/aws/table';
-import type { Emulators } from '../aws/emulators';
 
 const REGION = 'us-east-1';
+
+/**
+ * The AWS emulators, started in-process on 127.0.0.1: fauxqs for SNS/SQS,
+ * dynalite for DynamoDB. One pair per test file; each test gets its own table
+ * and queue prefix from `unique()`, so tests never see each other's items.
+ */
+export interface Emulators {
+  readonly region: string;
+  /** Static credentials: the emulators accept anything, and the SDK must never look for real ones. */
+  readonly credentials: { accessKeyId: string; secretAccessKey: string };
+  readonly snsEndpoint: string;
+  readonly sqsEndpoint: string;
+  readonly dynamoEndpoint: string;
+  readonly sns: SNSClient;
+  readonly sqs: SQSClient;
+  readonly dynamo: DynamoDBClient;
+  /** Environment for a child process (a node in aws mode, the cluster) pointed at these emulators. */
+  env(): Record<string, string>;
+  createTable(name: string): Promise<void>;
+  createTopic(name: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+let counter = 0;
+
+/** A name no other test in this process uses: lower-case, short enough for a queue prefix. */
+export function unique(label: string): string {
+  counter += 1;
+  return `${label}-${process.pid.toString(36)}-${counter.toString(36)}`.toLowerCase().slice(0, 30);
+}
 
 /** What is used of fauxqs's Fastify app; its own types need Fastify's, which this project does not install. */
 interface FauxqsApp {
@@ -17,14 +46,13 @@ interface FauxqsApp {
 const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
 
 /**
- * The same emulators as test/aws/emulators.ts (fauxqs for SNS/SQS, dynalite
- * for DynamoDB, in this process), but both listening on 127.0.0.1 only:
+ * Starts the emulators in this process, both on 127.0.0.1 only: fauxqs's own
  * `startFauxqs` always listens on 0.0.0.0, which for `npm run cluster` on a
  * laptop would let anyone on the network publish to the topic (and so to the
- * browsers) or read the node queues. Used by the cluster script and the
- * cluster benchmark; the tests keep the shared `startEmulators`.
+ * browsers) or read the node queues. Used by the tests, the cluster script and
+ * the cluster benchmark.
  */
-export async function startLoopbackEmulators(options: { fauxqsPort?: number; dynamoPort?: number } = {}): Promise<Emulators> {
+export async function startEmulators(options: { fauxqsPort?: number; dynamoPort?: number } = {}): Promise<Emulators> {
   const fauxqs = (buildApp as unknown as (options: { logger: boolean }) => FauxqsApp)({ logger: false });
   const snsEndpoint = await fauxqs.listen({ port: options.fauxqsPort ?? 0, host: '127.0.0.1' });
   const dynamoServer = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
