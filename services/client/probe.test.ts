@@ -17,7 +17,7 @@ describe('probeStream', () => {
     await expect(probeStream(browser.env, 'https://h.example/events', false)).resolves.toEqual({ kind: 'refused', status: 429, retryAfterMs: undefined });
   });
 
-  it('cancels the body of a stream that opened', async () => {
+  it('cancels the body if a server answers with a stream anyway', async () => {
     const browser = fakeBrowser();
     let cancelled = false;
     const body = new ReadableStream({ cancel: () => void (cancelled = true) });
@@ -32,11 +32,11 @@ describe('probeStream', () => {
     await expect(probeStream(browser.env, 'https://h.example/events', false)).resolves.toEqual({ kind: 'network' });
   });
 
-  it('asks for an event stream with the same credentials mode as the EventSource', async () => {
+  it('asks for a status check (JSON, not a stream) with the same credentials mode as the EventSource', async () => {
     const browser = fakeBrowser();
     await probeStream(browser.env, 'https://h.example/events', true);
     await probeStream(browser.env, 'https://h.example/events', false);
     expect(browser.probes.map((p) => p.init.credentials)).toEqual(['include', 'same-origin']);
-    expect(browser.probes[0]?.init.headers).toEqual({ Accept: 'text/event-stream' });
+    expect(browser.probes[0]?.init.headers).toEqual({ Accept: 'application/json' });
   });
 });

@@ -14,15 +14,16 @@ export type ProbeResult =
 /**
  * Asks the stream URL for its status. `EventSource` cannot: a refused stream
  * only fires `error` with `readyState` CLOSED, whether the answer was 401, 503
- * or no answer. A `fetch` of the same URL, with the same credentials, reads it.
- * A 200 is a real stream (it even claims the tab), so its body is dropped at once.
+ * or no answer. A `fetch` of the same URL with the same credentials and
+ * `Accept: application/json` is a status check: the server answers the same
+ * refusals, or 200 without opening a stream or claiming the tab.
  */
 export async function probeStream(env: ClientEnvironment, url: string, withCredentials: boolean, timeoutMs = 10_000): Promise<ProbeResult> {
   const controller = new AbortController();
   const timer = env.setTimeout(() => controller.abort(), timeoutMs);
   try {
     const response = await env.fetch(url, {
-      headers: { Accept: 'text/event-stream' },
+      headers: { Accept: 'application/json' },
       credentials: withCredentials ? 'include' : 'same-origin',
       cache: 'no-store',
       signal: controller.signal,

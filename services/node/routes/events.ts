@@ -6,6 +6,11 @@ import { REPLACED_ID_PREFIX } from '../../protocol/sse-frame';
 import type { HeraldNode } from '../herald-node';
 import { clientAddress } from '../client-address';
 
+/** JSON wanted and no event stream: a status check, never a browser's `EventSource` (it always asks for text/event-stream). */
+function isStatusCheck(accept: string | undefined): boolean {
+  return accept !== undefined && /\bapplication\/json\b/i.test(accept) && !/\btext\/event-stream\b/i.test(accept);
+}
+
 /** Query parameters that would carry identity in the URL, where it leaks into logs and history. */
 const IDENTITY_PARAMS = ['userid', 'user', 'uid', 'user_id', 'sub', 'token', 'access_token', 'jwt', 'authorization'];
 
@@ -43,6 +48,10 @@ export function eventsRoute(app: Hono<{ Bindings: HttpBindings }>, node: HeraldN
     }
     node.admit(clientAddress(incoming, node.deps.config.trustProxy));
     const identity = await node.authenticate({ authorization: c.req.header('authorization'), cookie: c.req.header('cookie') });
+    // A status check: `EventSource` cannot read why it was refused, so a client asks
+    // with `Accept: application/json` and gets the same refusals, or this, without
+    // a stream being opened or the tab claimed (which would displace another tab).
+    if (isStatusCheck(c.req.header('accept'))) return c.json({ ok: true, nodeId: node.nodeId });
     await node.open(outgoing, outgoing.socket, identity.userId, identity.expiresAtMs, lastEventId);
     return RESPONSE_ALREADY_SENT;
   });
