@@ -1,3 +1,4 @@
+import { assertBudget, denial, tokensAt } from '../../shared/token-bucket';
 import { GetItemCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { systemClock, type Clock } from '../../ports/clock';
 import type { RateBudget, RateDecision, RateLimiter } from '../../ports/rate-limiter';
@@ -41,7 +42,7 @@ export class DynamoRateLimiter implements RateLimiter {
 
   constructor(options: DynamoRateLimiterOptions) {
     const { budget } = options;
-    if (!(budget.perSecond > 0) || !(budget.burst >= 1)) throw new Error('rate budget needs perSecond > 0 and burst >= 1');
+    assertBudget(budget);
     this.client = options.client;
     this.tableName = options.tableName;
     this.budget = budget;
@@ -57,11 +58,8 @@ export class DynamoRateLimiter implements RateLimiter {
       );
       const now = this.clock();
       const stored = Item ? { tokens: readNumber(Item, 'tokens', BUCKET), updatedAtMs: readNumber(Item, 'updatedAtMs', BUCKET) } : undefined;
-      const tokens = stored ? Math.min(burst, stored.tokens + (Math.max(0, now - stored.updatedAtMs) / 1000) * perSecond) : burst;
-      if (tokens < cost) {
-        const missing = Math.min(cost, burst) - tokens;
-        return { allowed: false, retryAfterMs: Math.max(1, Math.ceil((missing / perSecond) * 1000)) };
-      }
+      const tokens = tokensAt(stored, now, this.budget);
+      if (tokens < cost) return denial(tokens, cost, this.budget);
       const left = tokens - cost;
       // Never backwards: an instance whose clock lags must not hand out the refill twice.
       const updatedAtMs = Math.max(now, stored?.updatedAtMs ?? now);

@@ -1,3 +1,4 @@
+import { assertBudget, denial, tokensAt } from '../../shared/token-bucket';
 import type { RateBudget, RateDecision, RateLimiter } from '../../ports/rate-limiter';
 import { systemClock, type Clock } from '../../ports/clock';
 
@@ -16,7 +17,7 @@ export class TokenBucketLimiter implements RateLimiter {
     private readonly budget: RateBudget,
     private readonly clock: Clock = systemClock,
   ) {
-    if (!(budget.perSecond > 0) || !(budget.burst >= 1)) throw new Error('rate budget needs perSecond > 0 and burst >= 1');
+    assertBudget(budget);
   }
 
   take(key: string, cost = 1): Promise<RateDecision> {
@@ -31,8 +32,7 @@ export class TokenBucketLimiter implements RateLimiter {
       bucket.tokens -= cost;
       return { allowed: true };
     }
-    const missing = Math.min(cost, this.budget.burst) - bucket.tokens;
-    return { allowed: false, retryAfterMs: Math.max(1, Math.ceil((missing / this.budget.perSecond) * 1000)) };
+    return denial(bucket.tokens, cost, this.budget);
   }
 
   close(): Promise<void> {
@@ -48,8 +48,7 @@ export class TokenBucketLimiter implements RateLimiter {
       this.buckets.set(key, bucket);
       return bucket;
     }
-    const elapsedMs = Math.max(0, now - bucket.updatedAtMs);
-    bucket.tokens = Math.min(this.budget.burst, bucket.tokens + (elapsedMs / 1000) * this.budget.perSecond);
+    bucket.tokens = tokensAt(bucket, now, this.budget);
     bucket.updatedAtMs = now;
     return bucket;
   }
