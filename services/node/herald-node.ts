@@ -54,6 +54,8 @@ export function hardQueueLimit(maxQueuedBytes: number, maxDataBytes: number): nu
  * it): also how long a crashed node's users may still look online.
  */
 const NODE_TTL_MS = 15_000;
+/** An early drain (the task is being deregistered) ends this much before the ALB's deregistration delay does. */
+export const EARLY_DRAIN_MARGIN_MS = 7_000;
 /** Telling another node's tab it was replaced outlasts a bus outage of a few minutes. */
 const REPLACE_RETRY = { firstMs: 250, maxMs: 10_000, giveUpAfterMs: 5 * 60_000 };
 /**
@@ -216,8 +218,19 @@ export class HeraldNode {
 
   private onBusMessage(message: BusMessage): Promise<void> {
     this.metrics.busMessages++;
-    if (message.kind === 'deliver') this.deliver(message.event);
-    else this.replaceLocal(message.userId, message.connectionId, message.byConnectionId);
+    switch (message.kind) {
+      case 'deliver':
+        this.deliver(message.event);
+        break;
+      case 'replace':
+        this.replaceLocal(message.userId, message.connectionId, message.byConnectionId);
+        break;
+      case 'drain':
+        this.deps.log.info('node.stop_requested', { source: 'bus' });
+        // Leave room for the message's own trip and the ALB's last seconds.
+        void this.drain(this.deps.config.drainMs - EARLY_DRAIN_MARGIN_MS);
+        break;
+    }
     return Promise.resolve();
   }
 

@@ -10,7 +10,8 @@ import { ConfigError, loadConfig, type Config } from './config';
 import { composeAws, composeLocal, type Ports } from './compose';
 import { EmfReporter, emfServiceName } from './emf';
 import { resolveNodeId } from './node-id';
-import { STOP_POLL_MS, watchForEcsStop } from './ecs-stop-watch';
+import { watchForEcsStop } from './ecs-stop-watch';
+import { EARLY_DRAIN_MARGIN_MS } from './herald-node';
 import { startHerald } from './server';
 
 function fail(event: string, fields: Record<string, unknown>): never {
@@ -39,7 +40,7 @@ const herald = await startHerald({ config, ports: composePorts(), log, nodeId })
 if (config.mode === 'aws') {
   // ECS deregisters a task from the ALB before it sends SIGTERM: start the drain
   // when the task is marked to stop, inside the deregistration delay (see ecs-stop-watch.ts).
-  watchForEcsStop(process.env, () => void herald.node.drain(config.drainMs - STOP_POLL_MS - 2_000), { log });
+  watchForEcsStop(process.env, () => void herald.node.drain(config.drainMs - EARLY_DRAIN_MARGIN_MS), { log });
 
   // Embedded metric format: one JSON line a minute that CloudWatch Logs turns
   // into metrics. The service scales on ActiveConnections (per task), not CPU.

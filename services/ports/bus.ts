@@ -7,7 +7,13 @@ export type BusMessage =
   /** Write `event` to this node's connections of the users in `event.to` (or to all of them). */
   | { readonly kind: 'deliver'; readonly event: HeraldEvent }
   /** A newer tab of `userId` was opened elsewhere: close `connectionId` with `replaced`. */
-  | { readonly kind: 'replace'; readonly userId: string; readonly connectionId: string; readonly byConnectionId: string };
+  | { readonly kind: 'replace'; readonly userId: string; readonly connectionId: string; readonly byConnectionId: string }
+  /**
+   * This node is about to be stopped (ECS marked its task to stop and is
+   * deregistering it from the load balancer): start draining now, inside the
+   * deregistration delay, rather than on SIGTERM after it.
+   */
+  | { readonly kind: 'drain' };
 
 /** Called for each message addressed to this node. A rejection means "not handled": the adapter may redeliver. */
 export type BusHandler = (message: BusMessage) => Promise<void>;

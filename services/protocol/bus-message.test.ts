@@ -222,3 +222,10 @@ describe('isNodeId', () => {
     for (const id of ['', 'all', 'a'.repeat(41), 'node a', 'node.a', 'nöde']) expect(isNodeId(id)).toBe(false);
   });
 });
+
+describe('the drain message', () => {
+  it('round-trips, and refuses extra fields', () => {
+    expect(parseBusMessage(encodeBusMessage({ kind: 'drain' }), { node: 'n-1' })).toEqual({ kind: 'drain' });
+    expect(() => parseBusMessage('{"v":1,"kind":"drain","x":1}', { node: 'n-1' })).toThrow(HeraldError);
+  });
+});

@@ -48,6 +48,7 @@ export interface BusAttributes {
 
 const DELIVER_KEYS: ReadonlySet<string> = new Set(['v', 'kind', 'id', 'event', 'to', 'ttl', 'publishedAtMs', 'data']);
 const REPLACE_KEYS: ReadonlySet<string> = new Set(['v', 'kind', 'userId', 'connectionId', 'byConnectionId']);
+const DRAIN_KEYS: ReadonlySet<string> = new Set(['v', 'kind']);
 
 // U+FFFE and U+FFFF are legal in JSON but not in an SQS body (allowed: #x9 #xA #xD
 // #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF); SNS would fail to deliver them.
@@ -60,6 +61,8 @@ export function encodeBusMessage(message: BusMessage): string {
   if (message.kind === 'replace') {
     const { userId, connectionId, byConnectionId } = message;
     body = JSON.stringify({ v: BUS_WIRE_VERSION, kind: 'replace', userId, connectionId, byConnectionId });
+  } else if (message.kind === 'drain') {
+    body = JSON.stringify({ v: BUS_WIRE_VERSION, kind: 'drain' });
   } else {
     const { id, event, to, ttlSeconds, publishedAtMs, data } = message.event;
     const head = JSON.stringify({ v: BUS_WIRE_VERSION, kind: 'deliver', id, event, to, ttl: ttlSeconds, publishedAtMs });
@@ -171,5 +174,9 @@ export function parseBusMessage(body: string, attributes: BusAttributes, options
   if (input.v !== BUS_WIRE_VERSION) return refuse('envelope_invalid', `unknown version ${JSON.stringify(input.v)}`, 'v');
   if (input.kind === 'deliver') return readDeliver(input);
   if (input.kind === 'replace') return readReplace(input);
-  return refuse('envelope_invalid', 'kind is "deliver" or "replace"', 'kind');
+  if (input.kind === 'drain') {
+    checkKeys(input, DRAIN_KEYS);
+    return { kind: 'drain' };
+  }
+  return refuse('envelope_invalid', 'kind is "deliver", "replace" or "drain"', 'kind');
 }

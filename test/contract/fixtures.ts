@@ -217,7 +217,8 @@ export function connectionRecord(clock: ManualClock, userId: string, nodeId: str
 
 /** A stable key per message, so a test can dedupe (delivery is at least once) and look for one. */
 export function messageKey(message: BusMessage): string {
-  return message.kind === 'deliver' ? `deliver:${message.event.id}` : `replace:${message.connectionId}`;
+  if (message.kind === 'deliver') return `deliver:${message.event.id}`;
+  return message.kind === 'replace' ? `replace:${message.connectionId}` : 'drain';
 }
 
 interface Waiter {

@@ -117,7 +117,11 @@ export class PortRig {
       start: (nodeId, onMessage) => inner.start(nodeId, onMessage),
       send: (message, target) =>
         this.around(
-          message.kind === 'deliver' ? { op: 'bus.send', eventId: message.event.id } : { op: 'bus.send', userId: message.userId },
+          message.kind === 'deliver'
+            ? { op: 'bus.send', eventId: message.event.id }
+            : message.kind === 'replace'
+              ? { op: 'bus.send', userId: message.userId }
+              : { op: 'bus.send' },
           () => inner.send(message, target),
         ),
       close: () => inner.close(),
