@@ -340,6 +340,22 @@ describe('Connection', () => {
       expect(connection.stalled(2_000)).toBe(true);
     });
 
+    it('keeps one drain listener however often the backlog dips below the cap without emptying', () => {
+      const { connection, sink } = live();
+      for (let i = 0; i < 50; i++) {
+        sink.writableLength = LIMITS.maxQueuedBytes + 1;
+        connection.stalled(i * 10);
+        sink.writableLength = LIMITS.maxQueuedBytes;
+        connection.stalled(i * 10 + 5);
+      }
+      expect(sink.listenerCount('drain')).toBe(1);
+      sink.drain();
+      expect(sink.listenerCount('drain')).toBe(0);
+      sink.writableLength = LIMITS.maxQueuedBytes + 1;
+      connection.stalled(1_000);
+      expect(sink.listenerCount('drain')).toBe(1);
+    });
+
     it('counts from the first time the backlog was seen above maxQueuedBytes, not from when it grew', () => {
       const { connection, sink } = live();
       sink.writableLength = LIMITS.maxQueuedBytes + 1;

@@ -63,6 +63,7 @@ export class Connection {
   nextPingAtMs: number;
   /** When the backlog was first seen above `maxQueuedBytes`; cleared once it is below. */
   private congestedSinceMs: number | undefined;
+  private watchingDrain = false;
   private held: Held[] | null = [];
   private heldBytes = 0;
 
@@ -182,10 +183,16 @@ export class Connection {
     if (this.congestedSinceMs === undefined) {
       this.congestedSinceMs = nowMs;
       // A drain means the client caught up, however busy the stream is between
-      // samples: the clock starts again only if it falls behind again.
-      this.sink.once('drain', () => {
-        this.congestedSinceMs = undefined;
-      });
+      // samples: the clock starts again only if it falls behind again. One
+      // listener at a time: a backlog that dips below the cap without emptying
+      // never fires `drain`, and must not leave a listener per episode.
+      if (!this.watchingDrain) {
+        this.watchingDrain = true;
+        this.sink.once('drain', () => {
+          this.watchingDrain = false;
+          this.congestedSinceMs = undefined;
+        });
+      }
     }
     return nowMs - this.congestedSinceMs >= this.limits.stallTimeoutMs;
   }
