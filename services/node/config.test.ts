@@ -56,6 +56,7 @@ describe('loadConfig defaults', () => {
       maxQueuedBytes: 1024 * 1024,
       stallTimeoutMs: 10_000,
       maxConnections: 16_000,
+      maxConnectionsPerAddress: 2_000,
       connectRatePerAddress: { perSecond: 20, burst: 100 },
       trustProxy: false,
       maxDataBytes: 64 * 1024,
@@ -99,6 +100,7 @@ describe('loadConfig defaults', () => {
       HERALD_MAX_QUEUED_BYTES: '65536',
       HERALD_STALL_TIMEOUT_MS: '2500',
       HERALD_MAX_CONNECTIONS: '10',
+      HERALD_MAX_CONNECTIONS_PER_IP: '4',
       HERALD_CONNECT_RATE_PER_IP: '200',
       HERALD_CONNECT_BURST_PER_IP: '300',
       HERALD_TRUST_PROXY: 'true',
@@ -127,6 +129,7 @@ describe('loadConfig defaults', () => {
       maxQueuedBytes: 65536,
       stallTimeoutMs: 2500,
       maxConnections: 10,
+      maxConnectionsPerAddress: 4,
       connectRatePerAddress: { perSecond: 200, burst: 300 },
       trustProxy: true,
       maxDataBytes: 1024,
@@ -403,6 +406,7 @@ describe('loadConfig refusals', () => {
     ['HERALD_MAX_DATA_BYTES', '204801', 'between 1 and 204800'],
     ['HERALD_HISTORY_TTL_SECONDS', '604801', 'between 0 and 604800'],
     ['HERALD_MAX_CONNECTIONS', '0', 'between 1 and'],
+    ['HERALD_MAX_CONNECTIONS_PER_IP', '0', 'between 1 and'],
   ])('refuses %s=%s', (variable, value, message) => {
     expectRefused({ HERALD_JWT_SECRET: SECRET, [variable]: value }, variable, message);
   });

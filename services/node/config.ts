@@ -37,6 +37,8 @@ export interface Config extends PublishSettings {
   readonly maxQueuedBytes: number;
   readonly stallTimeoutMs: number;
   readonly maxConnections: number;
+  /** Open streams from one client address (behind a NAT, a whole office shares one). */
+  readonly maxConnectionsPerAddress: number;
   readonly connectRatePerAddress: RateBudget;
   /** Take the client address from the last `X-Forwarded-For` hop (behind the ALB), not the socket. */
   readonly trustProxy: boolean;
@@ -141,6 +143,7 @@ export function loadConfig(env: Env): Config {
     maxQueuedBytes: read.int('HERALD_MAX_QUEUED_BYTES', 1024 * 1024, 16 * 1024, 256 * 1024 * 1024),
     stallTimeoutMs: read.int('HERALD_STALL_TIMEOUT_MS', 10_000, 100, 600_000),
     maxConnections: read.int('HERALD_MAX_CONNECTIONS', 16_000, 1, 10_000_000),
+    maxConnectionsPerAddress: read.int('HERALD_MAX_CONNECTIONS_PER_IP', 2_000, 1, 10_000_000),
     connectRatePerAddress: { perSecond: connectRate, burst: read.int('HERALD_CONNECT_BURST_PER_IP', Math.max(100, connectRate), 1, 10_000_000) },
     trustProxy: read.bool('HERALD_TRUST_PROXY', mode === 'aws'),
     ...readPublishSettings(read),

@@ -93,7 +93,7 @@ function setup(limits: Partial<BackpressureLimits> = {}): {
 } {
   const sink = new FakeSink();
   const closes: [Connection, CloseReason][] = [];
-  const connection = new Connection('c1', 'alice', 10_000, 1_000, sink, { ...LIMITS, ...limits }, (c, reason) => closes.push([c, reason]));
+  const connection = new Connection('c1', 'alice', '127.0.0.1', 10_000, 1_000, sink, { ...LIMITS, ...limits }, (c, reason) => closes.push([c, reason]));
   return { connection, sink, closes };
 }
 
@@ -590,7 +590,7 @@ describe('Connection', () => {
     it('forgets a pending connection without touching the sink or calling onClosed', () => {
       const onClosed = vi.fn();
       const sink = new FakeSink();
-      const connection = new Connection('c1', 'alice', 10_000, 1_000, sink, LIMITS, onClosed);
+      const connection = new Connection('c1', 'alice', '127.0.0.1', 10_000, 1_000, sink, LIMITS, onClosed);
       connection.push(bytes('e1'), 'id1');
       connection.discard();
       expect(connection.state).toBe('closed');

@@ -70,6 +70,8 @@ export class Connection {
   constructor(
     readonly id: string,
     readonly userId: string,
+    /** The client address the per-address cap counts this stream under. */
+    readonly address: string,
     readonly expiresAtMs: number,
     readonly connectedAtMs: number,
     private readonly sink: StreamSink,

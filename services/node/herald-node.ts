@@ -116,16 +116,20 @@ export class HeraldNode {
     if (this.hub.size >= this.deps.config.maxConnections) {
       throw new HeraldError('node_full', 'this node holds its maximum of connections', { retryAfterMs: 5000 });
     }
+    if (this.hub.streamsFrom(clientAddress) >= this.deps.config.maxConnectionsPerAddress) {
+      throw new HeraldError('too_many_streams', 'too many open streams from this address', { retryAfterMs: 5000 });
+    }
     const decision = this.connectLimiter.takeNow(clientAddress);
     if (!decision.allowed) {
       throw new HeraldError('too_many_connects', 'too many new connections from this address', { retryAfterMs: decision.retryAfterMs });
     }
   }
 
-  open(res: ServerResponse, socket: Socket, userId: string, expiresAtMs: number, lastEventId: string | undefined): Promise<void> {
+  open(res: ServerResponse, socket: Socket, address: string, userId: string, expiresAtMs: number, lastEventId: string | undefined): Promise<void> {
     const connection = new Connection(
       randomBytes(9).toString('base64url'),
       userId,
+      address,
       expiresAtMs,
       this.clock(),
       new HttpStreamSink(res, socket),

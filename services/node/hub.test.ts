@@ -15,8 +15,8 @@ const sink: StreamSink = {
 };
 const limits = { maxQueuedBytes: 1024, hardQueuedBytes: 8 * 1024, stallTimeoutMs: 10_000 };
 
-function conn(id: string, userId: string): Connection {
-  return new Connection(id, userId, 0, 0, sink, limits, () => undefined);
+function conn(id: string, userId: string, address = '127.0.0.1'): Connection {
+  return new Connection(id, userId, address, 0, 0, sink, limits, () => undefined);
 }
 
 function ids(list: Iterable<Connection> | undefined): string[] {
@@ -143,5 +143,22 @@ describe('Hub', () => {
     hub.add(conn('a2', 'alice'));
     expect(ids(hub.of('alice'))).toEqual(['a2']);
     expect(hub.of('alice')).not.toBe(oldList);
+  });
+
+  it('counts open streams per client address, and forgets an address whose last stream is removed', () => {
+    const hub = new Hub();
+    const a1 = conn('a1', 'alice', '10.0.0.1');
+    const b1 = conn('b1', 'bob', '10.0.0.1');
+    hub.add(a1);
+    hub.add(b1);
+    hub.add(conn('c1', 'carol', '10.0.0.2'));
+    expect([hub.streamsFrom('10.0.0.1'), hub.streamsFrom('10.0.0.2'), hub.streamsFrom('10.0.0.3')]).toEqual([2, 1, 0]);
+    hub.remove(a1);
+    hub.remove(a1);
+    hub.remove(conn('x', 'bob', '10.0.0.1')); // not held: the count stays
+    expect(hub.streamsFrom('10.0.0.1')).toBe(1);
+    hub.remove(b1);
+    expect(hub.streamsFrom('10.0.0.1')).toBe(0);
+    expect((hub as unknown as { byAddress: Map<string, number> }).byAddress.has('10.0.0.1')).toBe(false);
   });
 });

@@ -6,6 +6,7 @@ import type { Connection } from './connection';
  */
 export class Hub {
   private readonly byUser = new Map<string, Connection[]>();
+  private readonly byAddress = new Map<string, number>();
   private count = 0;
 
   get size(): number {
@@ -20,6 +21,7 @@ export class Hub {
     const list = this.byUser.get(connection.userId);
     if (list) list.push(connection);
     else this.byUser.set(connection.userId, [connection]);
+    this.byAddress.set(connection.address, (this.byAddress.get(connection.address) ?? 0) + 1);
     this.count++;
   }
 
@@ -29,7 +31,15 @@ export class Hub {
     if (!list || index < 0) return;
     if (list.length === 1) this.byUser.delete(connection.userId);
     else list.splice(index, 1);
+    const fromAddress = (this.byAddress.get(connection.address) ?? 1) - 1;
+    if (fromAddress === 0) this.byAddress.delete(connection.address);
+    else this.byAddress.set(connection.address, fromAddress);
     this.count--;
+  }
+
+  /** Open streams from one client address. */
+  streamsFrom(address: string): number {
+    return this.byAddress.get(address) ?? 0;
   }
 
   of(userId: string): readonly Connection[] | undefined {

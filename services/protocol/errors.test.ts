@@ -23,6 +23,7 @@ const EXPECTED_STATUS: Readonly<Record<ErrorCode, number>> = {
   unsupported_media_type: 415,
   rate_limited: 429,
   too_many_connects: 429,
+  too_many_streams: 429,
   too_many_tabs: 429,
   not_found: 404,
   method_not_allowed: 405,

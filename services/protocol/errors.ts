@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'rate_limited'
   | 'too_many_connects'
+  | 'too_many_streams'
   | 'too_many_tabs'
   | 'not_found'
   | 'method_not_allowed'
@@ -53,6 +54,7 @@ export const httpStatus: Readonly<Record<ErrorCode, number>> = {
   unsupported_media_type: 415,
   rate_limited: 429,
   too_many_connects: 429,
+  too_many_streams: 429,
   too_many_tabs: 429,
   not_found: 404,
   method_not_allowed: 405,

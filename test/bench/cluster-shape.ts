@@ -100,6 +100,7 @@ export async function startClusterShape(options: ShapeOptions): Promise<NodeUnde
         // The clients connect from a few addresses: the per-address limit must not bite.
         HERALD_CONNECT_RATE_PER_IP: '1000000',
         HERALD_CONNECT_BURST_PER_IP: '1000000',
+        HERALD_MAX_CONNECTIONS_PER_IP: '10000000',
         HERALD_MAX_CONNECTIONS: String(Math.ceil(perNode * 1.1) + 100),
         HERALD_PUBLISH_RATE: '10000000',
         HERALD_LOG_LEVEL: 'warn',

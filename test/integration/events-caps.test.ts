@@ -30,6 +30,26 @@ describe('connection caps on GET /events', () => {
     await again.next('ready');
   });
 
+  it('refuses a stream beyond HERALD_MAX_CONNECTIONS_PER_IP open from one address with 429 too_many_streams, not from another', async () => {
+    const node = await startTestNode({ env: { HERALD_MAX_CONNECTIONS_PER_IP: '2' } });
+    const first = await openStream(node.url, { token: await node.token('alice'), label: 'alice' });
+    const second = await openStream(node.url, { token: await node.token('bob'), label: 'bob' });
+    await Promise.all([first.next('ready'), second.next('ready')]);
+
+    const third = await openStream(node.url, { token: await node.token('carol'), label: 'carol' });
+    expectRefusal(third, 429, 'too_many_streams');
+    const elsewhere = await openStream(node.url, { token: await node.token('carol'), localAddress: '127.0.0.2', label: 'carol from 127.0.0.2' });
+    expect(elsewhere.status).toBe(200);
+    await elsewhere.next('ready');
+
+    // Open streams count, not connects: a close from the full address makes room there.
+    second.close();
+    await eventually(async () => (await node.metric('herald_connections')) === 2, 3000, 'the node to see bob close');
+    const again = await openStream(node.url, { token: await node.token('dave'), label: 'dave' });
+    expect(again.status).toBe(200);
+    await again.next('ready');
+  });
+
   it('refuses the third connect within a second from one address with 429 too_many_connects, not another address', async () => {
     const node = await startTestNode({ env: { HERALD_CONNECT_RATE_PER_IP: '2', HERALD_CONNECT_BURST_PER_IP: '2' } });
     const startedAt = Date.now();

@@ -46,13 +46,14 @@ export function eventsRoute(app: Hono<{ Bindings: HttpBindings }>, node: HeraldN
     if (incoming.httpVersion !== '1.1' || outgoing.socket === null || incoming.socket !== outgoing.socket) {
       throw new HeraldError('bad_request', 'event streams need HTTP/1.1 without pipelining');
     }
-    node.admit(clientAddress(incoming, node.deps.config.trustProxy));
+    const address = clientAddress(incoming, node.deps.config.trustProxy);
+    node.admit(address);
     const identity = await node.authenticate({ authorization: c.req.header('authorization'), cookie: c.req.header('cookie') });
     // A status check: `EventSource` cannot read why it was refused, so a client asks
     // with `Accept: application/json` and gets the same refusals, or this, without
     // a stream being opened or the tab claimed (which would displace another tab).
     if (isStatusCheck(c.req.header('accept'))) return c.json({ ok: true, nodeId: node.nodeId });
-    await node.open(outgoing, outgoing.socket, identity.userId, identity.expiresAtMs, lastEventId);
+    await node.open(outgoing, outgoing.socket, address, identity.userId, identity.expiresAtMs, lastEventId);
     return RESPONSE_ALREADY_SENT;
   });
 }
