@@ -17,7 +17,7 @@ import { Connection, type BackpressureLimits } from './connection';
 import { Hub } from './hub';
 import { NodeMetrics } from './metrics';
 import { createAuthenticator, type Authenticator } from './auth';
-import { openStream } from './open-stream';
+import { RECLAIM_RETRY_MS, openStream } from './open-stream';
 import { jittered } from './jitter';
 import { retryWithBackoff } from './retry';
 import { HttpStreamSink, chunk } from './http-stream-sink';
@@ -152,13 +152,23 @@ export class HeraldNode {
     };
   }
 
-  /** Closes another tab of the same user, on this node or, through the bus, on the node that holds it. */
-  displace(record: ConnectionRecord, byConnectionId: string): void {
+  /**
+   * Closes another tab of the same user, on this node or, through the bus, on
+   * the node that holds it: with `replaced`, or with `closing` reason `reclaim`
+   * (reconnect) when the tab that displaced it will not be live after all.
+   */
+  displace(record: ConnectionRecord, byConnectionId: string, reclaim = false): void {
     if (record.nodeId === this.nodeId) {
-      this.replaceLocal(record.userId, record.connectionId, byConnectionId);
+      this.replaceLocal(record.userId, record.connectionId, byConnectionId, reclaim);
       return;
     }
-    const message: BusMessage = { kind: 'replace', userId: record.userId, connectionId: record.connectionId, byConnectionId };
+    const message: BusMessage = {
+      kind: 'replace',
+      userId: record.userId,
+      connectionId: record.connectionId,
+      byConnectionId,
+      ...(reclaim ? { reclaim: true as const } : {}),
+    };
     const fields = { connectionId: record.connectionId, nodeId: record.nodeId };
     // Retried through a bus outage: an old tab that never hears `replaced` keeps its
     // stream (and broadcasts) until its token expires, while its unicasts go here.
@@ -200,7 +210,9 @@ export class HeraldNode {
   }
 
   closeWith(connection: Connection, reason: Exclude<CloseReason, 'replaced' | 'client_closed' | 'slow_consumer'>): void {
-    const retryMs = reason === 'draining' ? jittered(this.deps.config.retryMs, 1) : jittered(this.deps.config.retryMs, 0.5);
+    // A reclaiming tab should come back at once; a drained fleet spread out.
+    const retryMs =
+      reason === 'draining' ? jittered(this.deps.config.retryMs, 1) : reason === 'reclaim' ? jittered(RECLAIM_RETRY_MS, 0.5) : jittered(this.deps.config.retryMs, 0.5);
     connection.close(reason, chunk(frameClosing(reason, retryMs)));
   }
 
@@ -227,7 +239,7 @@ export class HeraldNode {
         this.deliver(message.event);
         break;
       case 'replace':
-        this.replaceLocal(message.userId, message.connectionId, message.byConnectionId);
+        this.replaceLocal(message.userId, message.connectionId, message.byConnectionId, message.reclaim === true);
         break;
       case 'drain':
         this.deps.log.info('node.stop_requested', { source: 'bus' });
@@ -262,9 +274,14 @@ export class HeraldNode {
     if (written > 0) this.metrics.publishToWrite.observe(Math.max(0, this.clock() - event.publishedAtMs) / 1000);
   }
 
-  private replaceLocal(userId: string, connectionId: string, byConnectionId: string): void {
+  private replaceLocal(userId: string, connectionId: string, byConnectionId: string, reclaim: boolean): void {
     const connection = this.hub.find(userId, connectionId);
     if (!connection) return;
+    if (reclaim) {
+      this.deps.log.info('connection.reclaim', { connectionId, byConnectionId });
+      this.closeWith(connection, 'reclaim');
+      return;
+    }
     this.deps.log.info('connection.replaced', { connectionId, byConnectionId });
     connection.close('replaced', chunk(frameReplaced(connection.id)));
   }

@@ -4,11 +4,14 @@ import type { ClaimResult } from '../ports/owners';
 import type { ReplayResult } from '../ports/history';
 import { isEventId } from '../protocol/event-id';
 import { HeraldError } from '../protocol/errors';
-import { frameEvent, frameGap, frameReady, frameReplaced, frameRetry } from '../protocol/sse-frame';
+import { frameClosing, frameEvent, frameGap, frameReady, frameReplaced, frameRetry } from '../protocol/sse-frame';
 import type { Connection } from './connection';
 import type { HeraldNode } from './herald-node';
 import { jittered } from './jitter';
 import { chunk } from './http-stream-sink';
+
+/** How soon a tab told to `reclaim` its place reconnects: at once, give or take. */
+export const RECLAIM_RETRY_MS = 200;
 
 /**
  * Response headers of a stream. `no-transform` keeps proxies from compressing
@@ -53,9 +56,14 @@ export async function openStream(node: HeraldNode, connection: Connection, res: 
   if (!claim.ok) {
     return refuse(new HeraldError('too_many_tabs', `this user already has ${claim.active} open streams`, { retryAfterMs: 5000 }), false);
   }
+  // The claim took the older tabs' places whatever happens next, so they hear of
+  // it now: `replaced` when a tab of this user will be live (this one, or an even
+  // newer one that displaced it meanwhile, wherever that is), else `reclaim`, or
+  // they would stay open with no record and get no unicast until their token expires.
+  const aTabWillBeLive = connection.closedReason === 'replaced' || (connection.state === 'pending' && !node.draining);
+  for (const displaced of claim.displaced) node.displace(displaced, connection.id, !aTabWillBeLive);
   if (connection.state === 'closed') return settleClosedWhileClaiming(node, connection, res);
   if (node.draining) return refuse(new HeraldError('draining', 'this node is shutting down; reconnect', { retryAfterMs: 1000 }), true);
-  for (const displaced of claim.displaced) node.displace(displaced, connection.id);
 
   const ready = frameReady({ connectionId: connection.id, nodeId: node.nodeId, policy: config.tabPolicy, heartbeatMs: config.heartbeatMs });
   // Headers go out through the response (which then owes the last chunk at
@@ -105,15 +113,25 @@ async function writeReplay(node: HeraldNode, connection: Connection, lastEventId
 }
 
 /**
- * The stream closed while its claim was in flight. A client that left has its
- * record released (it may have been written after the close released nothing);
- * a tab displaced by an even newer one is told so in band, like any replaced tab.
+ * The stream closed while its claim was in flight. A tab displaced by an even
+ * newer one is told so in band, like any replaced tab. Otherwise its record is
+ * released (it may have been written after the close released nothing), and a
+ * request still waiting (the node began stopping) is answered 503.
  */
 function settleClosedWhileClaiming(node: HeraldNode, connection: Connection, res: ServerResponse): void {
-  if (connection.closedReason === 'replaced') {
+  const reason = connection.closedReason;
+  if (reason === 'replaced') {
     res.writeHead(200, STREAM_HEADERS);
     res.end(Buffer.from(frameReplaced(connection.id)));
     return;
   }
   void node.deps.owners.release(connection.userId, connection.id).catch(() => undefined);
+  if (reason === 'reclaim') {
+    // A stream that ends makes even a bare EventSource come back (a refusal would stop it).
+    res.writeHead(200, STREAM_HEADERS);
+    res.end(Buffer.from(frameClosing('reclaim', jittered(RECLAIM_RETRY_MS, 0.5))));
+  } else if (reason === 'draining') {
+    throw new HeraldError('draining', 'this node is shutting down; reconnect', { retryAfterMs: 1000 });
+  }
+  // client_closed, slow_consumer: the socket is already gone.
 }

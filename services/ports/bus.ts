@@ -6,8 +6,12 @@ export type BusTarget = { readonly node: string } | 'all';
 export type BusMessage =
   /** Write `event` to this node's connections of the users in `event.to` (or to all of them). */
   | { readonly kind: 'deliver'; readonly event: HeraldEvent }
-  /** A newer tab of `userId` was opened elsewhere: close `connectionId` with `replaced`. */
-  | { readonly kind: 'replace'; readonly userId: string; readonly connectionId: string; readonly byConnectionId: string }
+  /**
+   * A newer tab of `userId` claimed its place: close `connectionId` with
+   * `replaced`, or, when `reclaim` is set (that newer tab never opened), with
+   * `closing` reason `reclaim`, so the old tab reconnects and takes its place back.
+   */
+  | { readonly kind: 'replace'; readonly userId: string; readonly connectionId: string; readonly byConnectionId: string; readonly reclaim?: true }
   /**
    * This node is about to be stopped (ECS marked its task to stop and is
    * deregistering it from the load balancer): start draining now, inside the

@@ -70,6 +70,14 @@ describe('encodeBusMessage and parseBusMessage', () => {
     expect(roundTrip(message)).toEqual(message);
   });
 
+  it('carry a reclaiming replace message intact, and no reclaim field when it is not one', () => {
+    const message: BusMessage = { kind: 'replace', userId: 'alice', connectionId: 'conn-old', byConnectionId: 'conn-new', reclaim: true };
+    expect(JSON.parse(encodeBusMessage(message))).toEqual({ v: 1, ...message });
+    expect(roundTrip(message)).toEqual(message);
+    const plain = JSON.parse(encodeBusMessage({ kind: 'replace', userId: 'alice', connectionId: 'conn-old', byConnectionId: 'conn-new' })) as object;
+    expect(plain).not.toHaveProperty('reclaim');
+  });
+
   it('keep unicode data byte for byte: emoji, combining marks, RTL, escaped controls, U+2028/U+2029, lone surrogates', () => {
     const data = {
       text: 'Hello 👋🏽 — “quoted” "double" \\ back\\slash',
@@ -213,6 +221,8 @@ describe('parseBusMessage refuses', () => {
     expectRefused({ ...replace, connectionId: 5 }, 'envelope_invalid', 'connectionId');
     expectRefused({ ...replace, byConnectionId: 'a\nb' }, 'envelope_invalid', 'byConnectionId');
     expectRefused({ v: 1, kind: 'replace', userId: 'alice', connectionId: 'c-1' }, 'envelope_invalid', 'byConnectionId');
+    expectRefused({ ...replace, reclaim: false }, 'envelope_invalid', 'reclaim');
+    expectRefused({ ...replace, reclaim: 'yes' }, 'envelope_invalid', 'reclaim');
   });
 });
 

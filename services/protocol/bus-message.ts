@@ -7,6 +7,7 @@
  *   {"v":1,"kind":"deliver","id":"01J…","event":"message","to":{"users":["alice"]},
  *    "ttl":3600,"publishedAtMs":1764064217000,"data":{"text":"Hello 👋"}}
  *   {"v":1,"kind":"replace","userId":"alice","connectionId":"c-1","byConnectionId":"c-2"}
+ *   {"v":1,"kind":"replace","userId":"alice","connectionId":"c-1","byConnectionId":"c-2","reclaim":true}
  *
  * The event's `data` is already serialized JSON, so it is spliced in raw: quoting
  * it as a string would escape every `"` and nearly double it against SNS's
@@ -47,7 +48,7 @@ export interface BusAttributes {
 }
 
 const DELIVER_KEYS: ReadonlySet<string> = new Set(['v', 'kind', 'id', 'event', 'to', 'ttl', 'publishedAtMs', 'data']);
-const REPLACE_KEYS: ReadonlySet<string> = new Set(['v', 'kind', 'userId', 'connectionId', 'byConnectionId']);
+const REPLACE_KEYS: ReadonlySet<string> = new Set(['v', 'kind', 'userId', 'connectionId', 'byConnectionId', 'reclaim']);
 const DRAIN_KEYS: ReadonlySet<string> = new Set(['v', 'kind']);
 
 // U+FFFE and U+FFFF are legal in JSON but not in an SQS body (allowed: #x9 #xA #xD
@@ -59,8 +60,8 @@ const SQS_UNSAFE = /[\uFFFE\uFFFF]/g;
 export function encodeBusMessage(message: BusMessage): string {
   let body: string;
   if (message.kind === 'replace') {
-    const { userId, connectionId, byConnectionId } = message;
-    body = JSON.stringify({ v: BUS_WIRE_VERSION, kind: 'replace', userId, connectionId, byConnectionId });
+    const { userId, connectionId, byConnectionId, reclaim } = message;
+    body = JSON.stringify({ v: BUS_WIRE_VERSION, kind: 'replace', userId, connectionId, byConnectionId, ...(reclaim === true ? { reclaim } : {}) });
   } else if (message.kind === 'drain') {
     body = JSON.stringify({ v: BUS_WIRE_VERSION, kind: 'drain' });
   } else {
@@ -142,12 +143,13 @@ function readDeliver(input: Record<string, unknown>): BusMessage {
 
 function readReplace(input: Record<string, unknown>): BusMessage {
   checkKeys(input, REPLACE_KEYS);
-  const { userId, connectionId, byConnectionId } = input;
+  const { userId, connectionId, byConnectionId, reclaim } = input;
   if (!isValidUserId(userId)) return refuse('envelope_invalid', 'not a valid user id', 'userId');
   // Connection ids follow the user id rules: short, printable, safe in logs and keys.
   if (!isValidUserId(connectionId)) return refuse('envelope_invalid', 'not a valid connection id', 'connectionId');
   if (!isValidUserId(byConnectionId)) return refuse('envelope_invalid', 'not a valid connection id', 'byConnectionId');
-  return { kind: 'replace', userId, connectionId, byConnectionId };
+  if (reclaim !== undefined && reclaim !== true) return refuse('envelope_invalid', 'reclaim is true or absent', 'reclaim');
+  return { kind: 'replace', userId, connectionId, byConnectionId, ...(reclaim === true ? { reclaim } : {}) };
 }
 
 /**

@@ -19,7 +19,11 @@ export interface ReadyData {
 }
 
 export type GapReason = 'unknown_position' | 'history_trimmed' | 'replay_limit';
-export type CloseReason = 'draining' | 'token_expired' | 'replaced' | 'slow_consumer' | 'client_closed' | 'server_error';
+/**
+ * Why a stream ends. `reclaim`: this tab lost its place to a newer tab that
+ * then never opened (it left, or its node was draining): reconnect to take it back.
+ */
+export type CloseReason = 'draining' | 'token_expired' | 'replaced' | 'reclaim' | 'slow_consumer' | 'client_closed' | 'server_error';
 
 const LINE_BREAK = /[\r\n]/;
 

@@ -14,6 +14,8 @@ export interface StreamOptions {
   readonly localAddress?: string;
   /** A name for failure messages: "waiting for `replaced` on tab 1". */
   readonly label?: string;
+  /** Aborting it destroys the request: a client that leaves before the response head. */
+  readonly signal?: AbortSignal;
 }
 
 export interface SseEvent {
@@ -137,9 +139,16 @@ export function openStream(baseUrl: string, options: StreamOptions = {}): Promis
   if (options.lastEventId !== undefined) headers['Last-Event-ID'] = options.lastEventId;
   const label = options.label ?? 'stream';
 
+  const requestOptions = {
+    headers,
+    agent: false,
+    ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  };
+
   return withDeadline(
     new Promise<SseStream>((resolve, reject) => {
-      const req = request(url, { headers, agent: false, ...(options.localAddress ? { localAddress: options.localAddress } : {}) }, (res) => {
+      const req = request(url, requestOptions, (res) => {
         const status = res.statusCode ?? 0;
         if (status === 200 && String(res.headers['content-type']).startsWith('text/event-stream')) {
           resolve(new SseStream(status, res.headers, '', res, label));
