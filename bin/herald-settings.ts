@@ -5,6 +5,7 @@
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type { HeraldStackProps } from '../lib/herald-stack';
+import { QUEUE_PREFIX_PATTERN } from '../services/protocol/bus-message';
 
 export type Lookup = (key: string) => unknown;
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -164,7 +165,7 @@ export function readHeraldSettings(lookup: Lookup, env: Env): HeraldSettings {
     read.fail('taskMemoryMiB', `with ${cpu} CPU units, Fargate allows ${memory[0]}-${memory[1]} MiB in steps of ${memory[2]}`);
   }
 
-  const queuePrefix = read.matching('queuePrefix', /^[A-Za-z0-9_-]{1,39}$/, '1-39 characters of A-Z a-z 0-9 _ -');
+  const queuePrefix = read.matching('queuePrefix', QUEUE_PREFIX_PATTERN, '1-39 characters of A-Z a-z 0-9 - (no "_": queues are <prefix>_<task id>)');
   if (queuePrefix === undefined && stackName.length > 39) read.fail('queuePrefix', `is required when the stack name is longer than 39 characters`);
 
   const removal = read.oneOf('tableRemovalPolicy', ['retain', 'destroy'] as const);

@@ -75,7 +75,7 @@ export interface HeraldStackProps extends StackProps {
    */
   readonly publicTasks?: boolean;
   /**
-   * Node queues are named `<queuePrefix>-<nodeId>`. Unique per deployment in the account and region.
+   * Node queues are named `<queuePrefix>_<nodeId>`: 1-39 of A-Z a-z 0-9 - (no `_`). Unique per deployment in the account and region.
    * @default - the stack name
    */
   readonly queuePrefix?: string;
@@ -177,7 +177,7 @@ export class HeraldStack extends Stack {
     output('PublisherFunctionName', this.publisher.function.functionName, 'Invoke it from chat and job code to publish');
     output('PublisherFunctionArn', this.publisher.function.functionArn, 'Grant lambda:InvokeFunction on it to your publishers');
     output('TableName', this.table.table.tableName, 'History, tab owners and node heartbeats');
-    output('QueuePrefix', this.bus.queuePrefix, 'Node queues are <QueuePrefix>-<task id>');
+    output('QueuePrefix', this.bus.queuePrefix, 'Node queues are <QueuePrefix>_<task id>');
     output(
       'DashboardUrl',
       `https://console.aws.amazon.com/cloudwatch/home?region=${this.region}#dashboards:name=${this.operations.dashboard.dashboardName}`,

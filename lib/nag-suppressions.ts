@@ -57,7 +57,7 @@ export function heraldNagAcknowledgements(stack: HeraldStack): NagAcknowledgemen
       scope: service.taskRole,
       id: `AwsSolutions-IAM5[${queues}]`,
       reason:
-        'Each task creates its own queue at start (`<prefix>-<task id>`), so no queue exists to be named in advance. The wildcard covers ' +
+        'Each task creates its own queue at start (`<prefix>_<task id>`), so no queue exists to be named in advance. The wildcard covers ' +
         "this deployment's prefix only, in this account and region.",
     },
     {

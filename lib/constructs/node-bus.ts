@@ -3,10 +3,11 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
+import { NODE_QUEUE_SEPARATOR, QUEUE_PREFIX_PATTERN } from '../../services/protocol/bus-message';
 
 export interface NodeBusProps {
   /**
-   * The name every node queue starts with: queues are `<queuePrefix>-<nodeId>`,
+   * The name every node queue starts with: queues are `<queuePrefix>_<nodeId>`,
    * made by the nodes at run time. The only physical name in Herald, because IAM
    * must name the queues before they exist. Unique per deployment in an account
    * and region, or one stack's janitor would reap the other's queues.
@@ -37,8 +38,6 @@ export const JANITOR_QUEUE_ACTIONS = ['sqs:GetQueueAttributes', 'sqs:ListQueueTa
 /** What SNS asks of a publisher to a topic encrypted with a customer managed key. */
 export const TOPIC_KEY_ACTIONS = ['kms:GenerateDataKey', 'kms:Decrypt'] as const;
 
-const QUEUE_PREFIX_PATTERN = /^[A-Za-z0-9_-]{1,39}$/;
-
 /**
  * The bus between publishers and nodes (DESIGN.md, "Per-node queue
  * lifecycle"): an SNS topic encrypted with its own KMS key that refuses
@@ -53,8 +52,8 @@ export class NodeBus extends Construct {
   constructor(scope: Construct, id: string, props: NodeBusProps) {
     super(scope, id);
     if (!Token.isUnresolved(props.queuePrefix) && !QUEUE_PREFIX_PATTERN.test(props.queuePrefix)) {
-      // SQS names are at most 80 characters; the node id takes up to 40 of them.
-      throw new Error(`queuePrefix "${props.queuePrefix}" must be 1-39 characters of A-Z a-z 0-9 _ -`);
+      // SQS names are at most 80 characters; the node id takes up to 40 of them, and `_` separates the two.
+      throw new Error(`queuePrefix "${props.queuePrefix}" must be 1-39 characters of A-Z a-z 0-9 - (no "_")`);
     }
     this.queuePrefix = props.queuePrefix;
     this.key = new kms.Key(this, 'Key', {
@@ -65,9 +64,18 @@ export class NodeBus extends Construct {
     this.topic = new sns.Topic(this, 'Topic', { masterKey: this.key, enforceSSL: true });
   }
 
-  /** `arn:<partition>:sqs:<region>:<account>:<prefix>-*`: every node queue of this deployment, and no other queue. */
+  /**
+   * `arn:<partition>:sqs:<region>:<account>:<prefix>_*`: every node queue of this
+   * deployment, and no other deployment's (no prefix contains `_`, so `Herald_*`
+   * never matches `Herald-prod_…`).
+   */
   get nodeQueuesArn(): string {
-    return Stack.of(this).formatArn({ service: 'sqs', resource: `${this.queuePrefix}-*`, arnFormat: ArnFormat.NO_RESOURCE_NAME });
+    return Stack.of(this).formatArn({ service: 'sqs', resource: `${this.queueNamePrefix}*`, arnFormat: ArnFormat.NO_RESOURCE_NAME });
+  }
+
+  /** What every node queue name of this deployment starts with: `<prefix>_`. */
+  get queueNamePrefix(): string {
+    return `${this.queuePrefix}${NODE_QUEUE_SEPARATOR}`;
   }
 
   /**

@@ -48,8 +48,10 @@ export class Operations extends Construct {
       period: Duration.minutes(5),
     });
     const queueAge = new cloudwatch.MathExpression({
-      // Node queues are made at run time, so the alarm selects them by name (Metrics Insights).
-      expression: `SELECT MAX(ApproximateAgeOfOldestMessage) FROM SCHEMA("AWS/SQS", QueueName) WHERE QueueName LIKE '${props.bus.queuePrefix}-%'`,
+      // Node queues are made at run time, so the alarm selects them by name (Metrics
+      // Insights). Should its LIKE read `_` as a one-character wildcard, the pattern
+      // only widens (another stack's `<prefix>x…`): it never misses one of ours.
+      expression: `SELECT MAX(ApproximateAgeOfOldestMessage) FROM SCHEMA("AWS/SQS", QueueName) WHERE QueueName LIKE '${props.bus.queueNamePrefix}%'`,
       label: 'oldest message in a node queue (s)',
       period: Duration.minutes(1),
     });

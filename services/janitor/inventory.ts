@@ -8,6 +8,7 @@ import { QueryCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ListSubscriptionsByTopicCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { ListQueuesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { call, keys, readNodeItem, s, type Item } from '../adapters/aws/dynamo-items';
+import { nodeQueueNamePrefix } from '../adapters/aws/node-queue';
 import { TABLE } from '../adapters/aws/table';
 
 export interface Subscription {
@@ -40,13 +41,13 @@ export async function listSubscriptions(sns: SNSClient, topicArn: string): Promi
 /** SQS returns no `NextToken` unless `MaxResults` is given: without it, a list stops at 1,000 queues. */
 const QUEUES_PER_PAGE = 1000;
 
-/** The queues whose name starts with `<prefix>-`. `ListQueues` is eventually consistent: a queue made a moment ago may be missing. */
+/** The queues whose name starts with `<prefix>_`. `ListQueues` is eventually consistent: a queue made a moment ago may be missing. */
 export async function listQueues(sqs: SQSClient, queuePrefix: string): Promise<ListedQueue[]> {
   const found: ListedQueue[] = [];
   let NextToken: string | undefined;
   do {
     const page = await call('sqs.listQueues', () =>
-      sqs.send(new ListQueuesCommand({ QueueNamePrefix: `${queuePrefix}-`, MaxResults: QUEUES_PER_PAGE, NextToken })),
+      sqs.send(new ListQueuesCommand({ QueueNamePrefix: nodeQueueNamePrefix(queuePrefix), MaxResults: QUEUES_PER_PAGE, NextToken })),
     );
     for (const queueUrl of page.QueueUrls ?? []) found.push({ queueUrl, queueName: queueUrl.slice(queueUrl.lastIndexOf('/') + 1) });
     NextToken = page.NextToken;

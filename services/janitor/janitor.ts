@@ -3,7 +3,7 @@
  * subscriptions of nodes whose heartbeat expired — crashed tasks, which never
  * ran their own clean-up — and nothing else. A queue goes only when all hold:
  *
- * - its name is `<prefix>-<nodeId>`, and that node's heartbeat lapsed (by more
+ * - its name is `<prefix>_<nodeId>`, and that node's heartbeat lapsed (by more
  *   than `heartbeatGraceMs`) or the node has no item at all;
  * - it is older than `queueGraceMs` (a node that just made its queue is safe);
  * - it carries Herald's tags naming this topic and that node: the prefix alone
@@ -12,7 +12,7 @@
  *
  * Then: unsubscribe first (SNS keeps retrying deliveries to a deleted queue),
  * delete the queue, delete the node item only if it is still expired. A
- * subscription of this topic to a `<prefix>-…` queue of this account that no
+ * subscription of this topic to a `<prefix>_…` queue of this account that no
  * longer exists, whose node is dead, goes too. Every step accepts "already
  * gone"; a failure is logged and the sweep goes on with the next queue.
  */
@@ -20,9 +20,8 @@ import { DeleteItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb
 import { UnsubscribeCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { DeleteQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, ListQueueTagsCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { CONDITION_FAILED, conditional, keys, mapLimit, n } from '../adapters/aws/dynamo-items';
-import { NODE_QUEUE_TAGS, isAlreadyGone } from '../adapters/aws/node-queue';
+import { NODE_QUEUE_TAGS, isAlreadyGone, nodeIdOfQueueName, nodeQueueNamePrefix } from '../adapters/aws/node-queue';
 import { systemClock, type Clock } from '../ports/clock';
-import { isNodeId } from '../protocol/bus-message';
 import type { Logger } from '../shared/log';
 import { listQueues, listSubscriptions, readHeartbeats, type ListedQueue, type Subscription } from './inventory';
 
@@ -32,7 +31,7 @@ export interface JanitorDeps {
   readonly dynamo: DynamoDBClient;
   readonly topicArn: string;
   readonly tableName: string;
-  /** Node queues are `<queuePrefix>-<nodeId>`. */
+  /** Node queues are `<queuePrefix>_<nodeId>`. */
   readonly queuePrefix: string;
   readonly log: Logger;
   /** @default the system clock */
@@ -64,7 +63,7 @@ export type SkipReason =
   | 'gone'
   /** A subscription whose queue was not listed, yet exists (made after the listing). */
   | 'queue_exists'
-  /** A subscription to a `<prefix>-…` queue of another account or region. */
+  /** A subscription to a `<prefix>_…` queue of another account or region. */
   | 'other_account';
 
 export interface SweepReport {
@@ -130,7 +129,7 @@ export async function sweep(deps: JanitorDeps): Promise<SweepReport> {
 async function sweepQueue(run: Run, queue: ListedQueue, heartbeats: ReadonlyMap<string, number>, byEndpoint: ReadonlyMap<string, Subscription[]>): Promise<void> {
   const { deps, report } = run;
   const { queueName, queueUrl } = queue;
-  const nodeId = nodeIdOf(deps.queuePrefix, queueName);
+  const nodeId = nodeIdOfQueueName(deps.queuePrefix, queueName);
   if (nodeId === undefined) return skip(run, queueName, 'not_a_node_queue');
   if (!isDead(run, heartbeats, nodeId)) return skip(run, queueName, 'alive', nodeId);
   let step = 'sqs.getQueueAttributes';
@@ -169,14 +168,14 @@ async function sweepQueue(run: Run, queue: ListedQueue, heartbeats: ReadonlyMap<
   }
 }
 
-/** A subscription to a `<prefix>-…` queue that was not listed: removed if that queue is gone and its node dead. */
+/** A subscription to a `<prefix>_…` queue that was not listed: removed if that queue is gone and its node dead. */
 async function sweepOrphan(run: Run, sub: Subscription, heartbeats: ReadonlyMap<string, number>): Promise<void> {
   const { deps, report } = run;
   const target = sub.subscriptionArn;
   const queueName = queueNameOf(sub, deps.queuePrefix)!;
   // Only a queue of the topic's own account and region can be judged by this account's queue list.
   if (sub.endpoint !== sameAccountQueueArn(deps.topicArn, queueName)) return skip(run, target, 'other_account');
-  const nodeId = nodeIdOf(deps.queuePrefix, queueName);
+  const nodeId = nodeIdOfQueueName(deps.queuePrefix, queueName);
   if (nodeId === undefined) return skip(run, target, 'not_a_node_queue');
   if (!isDead(run, heartbeats, nodeId)) return skip(run, target, 'alive', nodeId);
   let step = 'sqs.getQueueUrl';
@@ -206,17 +205,13 @@ function ownership(tags: Record<string, string>, topicArn: string, nodeId: strin
   return tags[NODE_QUEUE_TAGS.node] === nodeId ? undefined : 'tag_mismatch';
 }
 
-function nodeIdOf(queuePrefix: string, queueName: string): string | undefined {
-  const nodeId = queueName.slice(queuePrefix.length + 1);
-  return queueName.startsWith(`${queuePrefix}-`) && isNodeId(nodeId) ? nodeId : undefined;
-}
 
 /** The queue name of an SQS subscription whose queue is named under the prefix; undefined for anything else. */
 function queueNameOf(sub: Subscription, queuePrefix: string): string | undefined {
   if (sub.protocol !== 'sqs' || sub.subscriptionArn === 'PendingConfirmation') return undefined;
   const parts = sub.endpoint.split(':');
   const name = parts[5];
-  return parts.length === 6 && parts[2] === 'sqs' && name?.startsWith(`${queuePrefix}-`) ? name : undefined;
+  return parts.length === 6 && parts[2] === 'sqs' && name?.startsWith(nodeQueueNamePrefix(queuePrefix)) ? name : undefined;
 }
 
 /** `arn:<partition>:sqs:<region>:<account>:<name>`, from the topic's `arn:<partition>:sns:<region>:<account>:<topic>`. */

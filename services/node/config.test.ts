@@ -359,6 +359,7 @@ describe('loadConfig refusals', () => {
       ['40 characters', 'q'.repeat(40)],
       ['a dot', 'herald.test'],
       ['a slash', 'herald/test'],
+      ['an underscore, which separates it from the node id', 'herald_test'],
     ])('refuses a queue prefix with %s', (_label, prefix) => {
       expectRefused({ ...AWS, HERALD_QUEUE_PREFIX: prefix }, 'HERALD_QUEUE_PREFIX', '1-39 characters');
     });

@@ -12,7 +12,7 @@ export interface NodeIdOptions {
 }
 
 /**
- * This node's id, which names its queue (`<prefix>-<nodeId>`) and routes its
+ * This node's id, which names its queue (`<prefix>_<nodeId>`) and routes its
  * messages: `HERALD_NODE_ID` when set; on ECS the task id, so a queue left by a
  * crashed task can be matched to it; otherwise a random one.
  */

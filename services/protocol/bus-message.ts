@@ -34,9 +34,22 @@ export const ALL_NODES = 'all';
 
 /**
  * A node id as it travels in the `node` attribute and names a queue
- * (`<prefix>-<nodeId>`, at most 80 characters in all). `all` is not a node id.
+ * (`<prefix>_<nodeId>`, at most 80 characters in all). `all` is not a node id.
  */
 export const NODE_ID_PATTERN = /^[A-Za-z0-9_-]{1,40}$/;
+
+/**
+ * Between the queue prefix and the node id in a node queue's name:
+ * `<prefix>_<nodeId>`. A prefix cannot contain it, nor can a CloudFormation
+ * stack name (the default prefix), so the queues of a stack `Herald` (`Herald_…`)
+ * never share a name prefix with those of `Herald-prod` (`Herald-prod_…`), and
+ * IAM, alarms and the janitor can select one deployment's queues by `<prefix>_`.
+ * Node ids may contain `_`: the node id is what follows the first one.
+ */
+export const NODE_QUEUE_SEPARATOR = '_';
+
+/** A queue prefix: 1-39 of A-Z a-z 0-9 - (no `_`), which leaves the node id 40 of SQS's 80 characters. */
+export const QUEUE_PREFIX_PATTERN = /^[A-Za-z0-9-]{1,39}$/;
 
 export function isNodeId(value: string): boolean {
   return NODE_ID_PATTERN.test(value) && value !== ALL_NODES;

@@ -5,6 +5,7 @@
  */
 import { DEFAULT_MAX_DATA_BYTES, MAX_BATCH, MAX_DATA_BYTES_CEILING, MAX_TTL_SECONDS } from '../protocol/limits';
 import type { RateBudget } from '../ports/rate-limiter';
+import { NODE_QUEUE_SEPARATOR, QUEUE_PREFIX_PATTERN } from '../protocol/bus-message';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -89,11 +90,19 @@ export function readAwsSettings(read: EnvReader, why: string): AwsSettings {
   return { topicArn: read.required('HERALD_TOPIC_ARN', why), tableName: read.required('HERALD_TABLE_NAME', why) };
 }
 
-/** SQS names are at most 80 characters of [A-Za-z0-9_-]; `<prefix>-<nodeId>` leaves the node id 40. */
+/**
+ * Node queues are `<prefix>_<nodeId>` (SQS: at most 80 characters of
+ * [A-Za-z0-9_-]), so the prefix is 1-39 of [A-Za-z0-9-] — no `_`, which
+ * separates it from the node id, so no other deployment's prefix can start
+ * with `<prefix>_` (see NODE_QUEUE_SEPARATOR).
+ */
 export function readQueuePrefix(read: EnvReader, why: string): string {
   const queuePrefix = read.required('HERALD_QUEUE_PREFIX', why);
-  if (!/^[A-Za-z0-9_-]{1,39}$/.test(queuePrefix)) {
-    throw new ConfigError('HERALD_QUEUE_PREFIX', 'is 1-39 characters of A-Z a-z 0-9 _ -');
+  if (!QUEUE_PREFIX_PATTERN.test(queuePrefix)) {
+    throw new ConfigError(
+      'HERALD_QUEUE_PREFIX',
+      `is 1-39 characters of A-Z a-z 0-9 - (no "_": queues are named <prefix>${NODE_QUEUE_SEPARATOR}<node id>), got "${queuePrefix}"`,
+    );
   }
   return queuePrefix;
 }

@@ -174,15 +174,17 @@ describe('the janitor', () => {
 
   it('leaves every queue under the prefix that is not provably its own: untagged, another stack’s, another node’s tag, not a node id', async () => {
     const d = await deployment();
-    // Another stack whose prefix extends this one's (`herald` vs `herald-prod`), with its own topic: its crashed node's queue.
+    // Another stack whose prefix extends this one's (`herald` vs `herald-prod`): its queues are
+    // `herald-prod_…`, which `herald_` does not list. And one given this very prefix, with its own topic.
     const otherTopic = await emulators.createTopic(unique('other'));
     onTestFinished(async () => {
       await emulators.sns.send(new DeleteTopicCommand({ TopicArn: otherTopic }));
     });
-    const foreign = await openNodeQueue({ sns: emulators.sns, sqs: emulators.sqs, topicArn: otherTopic, queuePrefix: `${d.queuePrefix}-prod`, nodeId: 'n1' });
-    const untagged = `${d.queuePrefix}-untagged`;
-    const mismatched = `${d.queuePrefix}-n2`;
-    const notANode = `${d.queuePrefix}-${'x'.repeat(41)}`;
+    const longerPrefix = await openNodeQueue({ sns: emulators.sns, sqs: emulators.sqs, topicArn: otherTopic, queuePrefix: `${d.queuePrefix}-prod`, nodeId: 'n1' });
+    const samePrefix = await openNodeQueue({ sns: emulators.sns, sqs: emulators.sqs, topicArn: otherTopic, queuePrefix: d.queuePrefix, nodeId: 'n9' });
+    const untagged = nodeQueueName(d.queuePrefix, 'untagged');
+    const mismatched = nodeQueueName(d.queuePrefix, 'n2');
+    const notANode = nodeQueueName(d.queuePrefix, 'x'.repeat(41));
     await emulators.sqs.send(new CreateQueueCommand({ QueueName: untagged }));
     await emulators.sqs.send(new CreateQueueCommand({ QueueName: mismatched, tags: { [NODE_QUEUE_TAGS.topic]: d.topicArn, [NODE_QUEUE_TAGS.node]: 'n3' } }));
     await emulators.sqs.send(new CreateQueueCommand({ QueueName: notANode, tags: { [NODE_QUEUE_TAGS.topic]: d.topicArn } }));
@@ -191,13 +193,14 @@ describe('the janitor', () => {
 
     expect(report).toMatchObject(nothingRemoved);
     expect(Object.fromEntries(report.skipped.map((s) => [s.target, s.reason]))).toEqual({
-      [nodeQueueName(`${d.queuePrefix}-prod`, 'n1')]: 'other_topic',
+      [nodeQueueName(d.queuePrefix, 'n9')]: 'other_topic',
       [untagged]: 'untagged',
       [mismatched]: 'tag_mismatch',
       [notANode]: 'not_a_node_queue',
     });
-    for (const name of [nodeQueueName(`${d.queuePrefix}-prod`, 'n1'), untagged, mismatched, notANode]) expect(await d.queueExists(name)).toBe(true);
-    expect(await d.subscriptionArns(otherTopic)).toEqual([foreign.subscriptionArn]);
+    const kept = [nodeQueueName(`${d.queuePrefix}-prod`, 'n1'), nodeQueueName(d.queuePrefix, 'n9'), untagged, mismatched, notANode];
+    for (const name of kept) expect(await d.queueExists(name)).toBe(true);
+    expect((await d.subscriptionArns(otherTopic)).sort()).toEqual([longerPrefix.subscriptionArn, samePrefix.subscriptionArn].sort());
   });
 
   it('removes a subscription left pointing at a deleted queue when its node is dead, and only then', async () => {
@@ -280,10 +283,10 @@ describe('the janitor', () => {
       d.clients.sqs.middlewareStack.add(
         (next, context) => async (args) => {
           const url = (args.input as { QueueUrl?: string }).QueueUrl ?? '';
-          if (context.commandName === 'GetQueueAttributesCommand' && url.endsWith('-vanishing')) {
+          if (context.commandName === 'GetQueueAttributesCommand' && url.endsWith('_vanishing')) {
             await emulators.sqs.send(new DeleteQueueCommand({ QueueUrl: url })); // the node's own close got there first
           }
-          if (context.commandName === 'ListQueueTagsCommand' && url.endsWith('-denied')) {
+          if (context.commandName === 'ListQueueTagsCommand' && url.endsWith('_denied')) {
             throw Object.assign(new Error('not allowed'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
           }
           return next(args);
@@ -328,7 +331,7 @@ describe('the janitor Lambda', () => {
     await d.crashedNode('plain');
     d.clients.sqs.middlewareStack.add(
       (next, context) => (args) => {
-        if (context.commandName === 'DeleteQueueCommand' && (args.input as { QueueUrl: string }).QueueUrl.endsWith('-denied')) {
+        if (context.commandName === 'DeleteQueueCommand' && (args.input as { QueueUrl: string }).QueueUrl.endsWith('_denied')) {
           return Promise.reject(Object.assign(new Error('not allowed'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }));
         }
         return next(args);
@@ -337,7 +340,7 @@ describe('the janitor Lambda', () => {
     );
     const handler = createJanitorHandler(env(d), { log: silentLogger, clients: d.clients, clock: ahead });
 
-    await expect(handler()).rejects.toThrow(/1 step\(s\) failed, first sqs.deleteQueue on .*-denied/);
+    await expect(handler()).rejects.toThrow(/1 step\(s\) failed, first sqs.deleteQueue on .*_denied/);
     expect(await d.queueExists(nodeQueueName(d.queuePrefix, 'plain'))).toBe(false);
   });
 

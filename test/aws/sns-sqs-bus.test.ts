@@ -125,7 +125,7 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 
 describe('SnsSqsBus on fauxqs', () => {
   describe('the node queue', () => {
-    it('is <prefix>-<nodeId>, with short retention, long polling, SSE-SQS, and a policy that lets only the topic send', async () => {
+    it('is <prefix>_<nodeId>, with short retention, long polling, SSE-SQS, and a policy that lets only the topic send', async () => {
       const { bus, topicArn, queuePrefix } = await network();
       await bus().start('node-a', () => Promise.resolve());
 

@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { App, Stack } from 'aws-cdk-lib';
 import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import { ListQueuesCommand } from '@aws-sdk/client-sqs';
+import { nodeQueueName } from '../../services/adapters/aws/node-queue';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { projectPath } from '../../lib/constructs/herald-function';
 import { NODE_IMAGE_ASSET } from '../../lib/herald-stack';
@@ -120,7 +121,7 @@ describe('the container entry point', () => {
       expect(health.status).toBe(200);
       expect(((await health.json()) as { status: string }).status).toBe('ok');
       const listening = child.logs.find((l) => l.event === 'http.listening');
-      const queueName = `${prefix}-${String(listening?.nodeId)}`;
+      const queueName = nodeQueueName(prefix, String(listening?.nodeId));
       const queues = async () => (await emulators.sqs.send(new ListQueuesCommand({ QueueNamePrefix: prefix }))).QueueUrls ?? [];
       await eventually(async () => (await queues()).some((q) => q.endsWith(`/${queueName}`)), 10_000, `the node's queue ${queueName}`);
       // WHEN ECS stops the task

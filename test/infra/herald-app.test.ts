@@ -127,8 +127,8 @@ describe('HeraldStack', () => {
     // Properties only: the Metadata records cdk-nag acknowledgements, whose ids quote the IAM resources.
     const uses = JSON.stringify(Object.values(t.Resources).map((r) => r.Properties)).match(/.{0,24}push-q.{0,3}/g) ?? [];
     const kinds = uses.map((use) => {
-      if (use.endsWith('push-q-*"')) return 'iam-arn';
-      if (use.includes("LIKE 'push-q-%'")) return 'backlog-query';
+      if (use.endsWith('push-q_*"')) return 'iam-arn';
+      if (use.includes("LIKE 'push-q_%'")) return 'backlog-query';
       if (/"Value":"push-q"/.test(use) || /"HERALD_QUEUE_PREFIX":"push-q"/.test(use)) return 'setting';
       return use;
     });

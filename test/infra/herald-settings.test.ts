@@ -97,6 +97,7 @@ describe('readHeraldSettings', () => {
     [{ tabPolicy: 'all' }, 'tabPolicy', /single, multi/],
     [{ publicTasks: 'yes' }, 'publicTasks', /true or false/],
     [{ queuePrefix: 'a.b' }, 'queuePrefix', /1-39 characters/],
+    [{ queuePrefix: 'a_b' }, 'queuePrefix', /no "_"/],
     [{ stackName: 'A'.repeat(40) }, 'queuePrefix', /longer than 39/],
     [{ certificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/x' }, 'certificateArn', /needs domainName/],
     [{ domainName: 'push.example.com' }, 'domainName', /needs certificateArn, or hostedZoneId/],

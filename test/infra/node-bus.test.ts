@@ -10,7 +10,7 @@ function setup(queuePrefix = 'herald-test') {
   const role = new iam.Role(stack, 'Grantee', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
   const topic = stack.resolve(bus.topic.topicArn) as unknown;
   const key = stack.resolve(bus.key.keyArn) as unknown;
-  const queues = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:sqs:${REGION}:`, { Ref: 'AWS::AccountId' }, `:${queuePrefix}-*`]] };
+  const queues = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:sqs:${REGION}:`, { Ref: 'AWS::AccountId' }, `:${queuePrefix}_*`]] };
   const subscriptions = '*';
   return { stack, bus, role, topic, key, queues, subscriptions };
 }
@@ -90,7 +90,7 @@ describe('NodeBus', () => {
     expect(grants.filter((g) => g.resource === '*').flatMap((g) => g.actions)).toEqual(['sqs:ListQueues', 'sns:Unsubscribe']);
   });
 
-  it.each(['', 'a'.repeat(40), 'has.dot', 'has space'])('refuses the queue prefix %j (1-39 of A-Z a-z 0-9 _ -)', (prefix) => {
+  it.each(['', 'a'.repeat(40), 'has.dot', 'has space', 'has_underscore'])('refuses the queue prefix %j (1-39 of A-Z a-z 0-9 -)', (prefix) => {
     expect(() => setup(prefix)).toThrow(/queuePrefix/);
   });
 

@@ -86,7 +86,7 @@ describe('Operations', () => {
     const backlog = alarm(alarms, /stopped reading its queue/);
     expect(backlog.Metrics).toEqual([
       expect.objectContaining({
-        Expression: `SELECT MAX(ApproximateAgeOfOldestMessage) FROM SCHEMA("AWS/SQS", QueueName) WHERE QueueName LIKE 'herald-test-%'`,
+        Expression: `SELECT MAX(ApproximateAgeOfOldestMessage) FROM SCHEMA("AWS/SQS", QueueName) WHERE QueueName LIKE 'herald-test_%'`,
         ReturnData: true,
       }),
     ]);

@@ -15,7 +15,7 @@ import {
   type QueueAttributeName,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
-import { ALL_NODES, NODE_ATTRIBUTE } from '../../protocol/bus-message';
+import { ALL_NODES, NODE_ATTRIBUTE, NODE_QUEUE_SEPARATOR, isNodeId } from '../../protocol/bus-message';
 import { wrapSdkError } from './sdk-errors';
 
 export interface NodeQueue {
@@ -48,9 +48,28 @@ export interface NodeQueueOptions {
   readonly retentionSeconds?: number;
 }
 
-/** SQS names are at most 80 characters; the prefix (≤ 39) and node id (≤ 40) are validated upstream. */
+/**
+ * `<prefix>_<nodeId>`. SQS names are at most 80 characters; the prefix (≤ 39,
+ * no `_`: QUEUE_PREFIX_PATTERN) and node id (≤ 40) are validated upstream.
+ */
 export function nodeQueueName(queuePrefix: string, nodeId: string): string {
-  return `${queuePrefix}-${nodeId}`;
+  return `${nodeQueueNamePrefix(queuePrefix)}${nodeId}`;
+}
+
+/**
+ * What every node queue name of one deployment starts with, and no other
+ * deployment's: `<prefix>_`. For ListQueues, IAM resources (`<prefix>_*`) and alarms.
+ */
+export function nodeQueueNamePrefix(queuePrefix: string): string {
+  return `${queuePrefix}${NODE_QUEUE_SEPARATOR}`;
+}
+
+/** The node id of a queue named `<prefix>_<nodeId>` (what follows the first `_`), or undefined for any other name. */
+export function nodeIdOfQueueName(queuePrefix: string, queueName: string): string | undefined {
+  const head = nodeQueueNamePrefix(queuePrefix);
+  if (!queueName.startsWith(head)) return undefined;
+  const nodeId = queueName.slice(head.length);
+  return isNodeId(nodeId) ? nodeId : undefined;
 }
 
 /**
@@ -83,8 +102,9 @@ export function nodeQueuePolicy(queueArn: string, topicArn: string): string {
 
 /**
  * Tag keys that mark a queue as the node queue of one deployment. The janitor
- * deletes only queues whose `herald:topic` is its own topic: a prefix alone
- * cannot tell `herald-<node>` from another stack's `herald-prod-<node>`.
+ * deletes only queues whose `herald:topic` is its own topic: the `_` separator
+ * keeps other stacks' prefixes apart, but two deployments given the same
+ * prefix (another stack configured with it, a copy of the stack) would share names.
  */
 export const NODE_QUEUE_TAGS = { topic: 'herald:topic', node: 'herald:node' } as const;
 

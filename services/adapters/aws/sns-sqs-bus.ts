@@ -11,7 +11,7 @@ export interface SnsSqsBusOptions {
   readonly sns: SNSClient;
   readonly sqs: SQSClient;
   readonly topicArn: string;
-  /** Queues are named `<queuePrefix>-<nodeId>`. */
+  /** Queues are named `<queuePrefix>_<nodeId>` (nodeQueueName). */
   readonly queuePrefix: string;
   readonly log: Logger;
   /**
