@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { BusMessage } from '../ports/bus';
-import { ALL_NODES, encodeBusMessage, encodeBusMessageWithin, isNodeId, parseBusMessage, type BusAttributes } from './bus-message';
+import { ALL_NODES, encodeBusMessage, encodeBusMessageWithin, encodeBusProbe, isNodeId, parseBusMessage, parseBusWireMessage, type BusAttributes } from './bus-message';
 import { parseEnvelope, type HeraldEvent } from './envelope';
 import { HeraldError, type ErrorCode } from './errors';
 import { isEventId } from './event-id';
@@ -237,5 +237,23 @@ describe('the drain message', () => {
   it('round-trips, and refuses extra fields', () => {
     expect(parseBusMessage(encodeBusMessage({ kind: 'drain' }), { node: 'n-1' })).toEqual({ kind: 'drain' });
     expect(() => parseBusMessage('{"v":1,"kind":"drain","x":1}', { node: 'n-1' })).toThrow(HeraldError);
+  });
+});
+
+describe('the probe', () => {
+  it('round-trips through parseBusWireMessage, which is what the SNS→SQS bus reads', () => {
+    expect(parseBusWireMessage(encodeBusProbe('nonce-1234'), { node: 'n-1' })).toEqual({ kind: 'probe', nonce: 'nonce-1234' });
+  });
+
+  it('never reaches a handler: parseBusMessage refuses it', () => {
+    expect(() => parseBusMessage(encodeBusProbe('nonce-1234'), { node: 'n-1' })).toThrow(/internal to the bus/);
+  });
+
+  it('refuses a nonce that is not 8-64 URL-safe characters, and extra fields', () => {
+    expect(() => encodeBusProbe('short')).toThrow(/nonce/);
+    for (const nonce of ['short', 'x'.repeat(65), 'has space!', 12345678]) {
+      expect(() => parseBusWireMessage(JSON.stringify({ v: 1, kind: 'probe', nonce }), { node: 'n-1' })).toThrow(HeraldError);
+    }
+    expect(() => parseBusWireMessage('{"v":1,"kind":"probe","nonce":"nonce-1234","x":1}', { node: 'n-1' })).toThrow(HeraldError);
   });
 });

@@ -8,6 +8,11 @@
  *    "ttl":3600,"publishedAtMs":1764064217000,"data":{"text":"Hello 👋"}}
  *   {"v":1,"kind":"replace","userId":"alice","connectionId":"c-1","byConnectionId":"c-2"}
  *   {"v":1,"kind":"replace","userId":"alice","connectionId":"c-1","byConnectionId":"c-2","reclaim":true}
+ *   {"v":1,"kind":"drain"}
+ *   {"v":1,"kind":"probe","nonce":"kq3…"}
+ *
+ * A probe is internal to the SNS→SQS bus: a starting node sends it to itself to
+ * confirm that its subscription delivers. The bus consumes it; no handler sees it.
  *
  * The event's `data` is already serialized JSON, so it is spliced in raw: quoting
  * it as a string would escape every `"` and nearly double it against SNS's
@@ -63,6 +68,28 @@ export interface BusAttributes {
 const DELIVER_KEYS: ReadonlySet<string> = new Set(['v', 'kind', 'id', 'event', 'to', 'ttl', 'publishedAtMs', 'data']);
 const REPLACE_KEYS: ReadonlySet<string> = new Set(['v', 'kind', 'userId', 'connectionId', 'byConnectionId', 'reclaim']);
 const DRAIN_KEYS: ReadonlySet<string> = new Set(['v', 'kind']);
+const PROBE_KEYS: ReadonlySet<string> = new Set(['v', 'kind', 'nonce']);
+
+/**
+ * A message the SNS→SQS bus sends to its own node to confirm that the path
+ * topic → subscription → queue delivers (filter policies and queue policies
+ * take effect eventually on AWS). Never a `BusMessage`: no handler sees it.
+ */
+export interface BusProbe {
+  readonly kind: 'probe';
+  readonly nonce: string;
+}
+
+/** Whatever may arrive on a node queue: a message for the handler, or a probe for the bus itself. */
+export type BusWireMessage = BusMessage | BusProbe;
+
+/** A probe's nonce: random, URL-safe, short. */
+export const PROBE_NONCE_PATTERN = /^[A-Za-z0-9_-]{8,64}$/;
+
+export function encodeBusProbe(nonce: string): string {
+  if (!PROBE_NONCE_PATTERN.test(nonce)) throw new Error('a probe nonce is 8-64 characters of A-Z a-z 0-9 _ -');
+  return JSON.stringify({ v: BUS_WIRE_VERSION, kind: 'probe', nonce });
+}
 
 // U+FFFE and U+FFFF are legal in JSON but not in an SQS body (allowed: #x9 #xA #xD
 // #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF); SNS would fail to deliver them.
@@ -168,9 +195,17 @@ function readReplace(input: Record<string, unknown>): BusMessage {
 /**
  * Reads one body from the bus. Throws a HeraldError for anything malformed:
  * such a message can never succeed, so the adapter drops it after logging.
- * `options` apply to a plain envelope only (its defaults and clock).
+ * `options` apply to a plain envelope only (its defaults and clock). A probe
+ * is refused here: only the bus that sent it reads it (`parseBusWireMessage`).
  */
 export function parseBusMessage(body: string, attributes: BusAttributes, options: EnvelopeOptions = {}): BusMessage {
+  const message = parseBusWireMessage(body, attributes, options);
+  if (message.kind === 'probe') return refuse('envelope_invalid', 'a probe is internal to the bus', 'kind');
+  return message;
+}
+
+/** As `parseBusMessage`, and a probe too: what the SNS→SQS bus reads from its queue. */
+export function parseBusWireMessage(body: string, attributes: BusAttributes, options: EnvelopeOptions = {}): BusWireMessage {
   let input: unknown;
   try {
     input = JSON.parse(body);
@@ -192,6 +227,12 @@ export function parseBusMessage(body: string, attributes: BusAttributes, options
   if (input.kind === 'drain') {
     checkKeys(input, DRAIN_KEYS);
     return { kind: 'drain' };
+  }
+  if (input.kind === 'probe') {
+    checkKeys(input, PROBE_KEYS);
+    const { nonce } = input;
+    if (typeof nonce !== 'string' || !PROBE_NONCE_PATTERN.test(nonce)) return refuse('envelope_invalid', 'nonce is 8-64 characters of A-Z a-z 0-9 _ -', 'nonce');
+    return { kind: 'probe', nonce };
   }
   return refuse('envelope_invalid', 'kind is "deliver", "replace" or "drain"', 'kind');
 }

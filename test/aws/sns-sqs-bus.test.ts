@@ -4,7 +4,7 @@
  * filter, redelivery, malformed input, and an outage behind a TCP proxy.
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { DeleteTopicCommand, GetSubscriptionAttributesCommand, ListSubscriptionsByTopicCommand, PublishCommand } from '@aws-sdk/client-sns';
+import { DeleteTopicCommand, GetSubscriptionAttributesCommand, ListSubscriptionsByTopicCommand, PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import {
   CreateQueueCommand,
   GetQueueAttributesCommand,
@@ -18,6 +18,7 @@ import { closeNodeQueue, nodeQueueAttributes, nodeQueueName, openNodeQueue } fro
 import { createAwsClients, type AwsClients } from '../../services/adapters/aws/sdk-clients';
 import { SnsSqsBus, type SnsSqsBusOptions } from '../../services/adapters/aws/sns-sqs-bus';
 import type { Bus, BusHandler, BusMessage } from '../../services/ports/bus';
+import { encodeBusProbe } from '../../services/protocol/bus-message';
 import { HeraldError } from '../../services/protocol/errors';
 import { createLogger, silentLogger, type Logger } from '../../services/shared/log';
 import { describeBusContract } from '../contract/bus.contract';
@@ -411,6 +412,77 @@ describe('SnsSqsBus on fauxqs', () => {
       await inbox.waitFor(after, 'a message sent after the outage');
       expect(count('bus.recovered')).toBeGreaterThanOrEqual(1);
       expect(lines.find((l) => l.event === 'bus.receive_failed')).toMatchObject({ level: 'warn', error: expect.anything() as unknown });
+    });
+  });
+
+  describe('confirming delivery at start', () => {
+    /**
+     * An SNS client that swallows the first `drop` probes (answering as SNS would,
+     * without publishing): the subscription "not delivering yet" that AWS's
+     * eventually consistent filter policies can give a new node.
+     */
+    function droppingProbes(drop: number): { sns: SNSClient; probes: () => number } {
+      const own = createAwsClients(emulators.env(), { credentials: emulators.credentials });
+      own.sqs.destroy();
+      own.dynamo.destroy();
+      onTestFinished(() => own.sns.destroy());
+      let probes = 0;
+      own.sns.middlewareStack.add(
+        (next) => async (args) => {
+          const input = args.input as { Message?: string };
+          if (input.Message?.includes('"kind":"probe"') === true && ++probes <= drop) {
+            return { output: { MessageId: `dropped-${probes}`, $metadata: {} }, response: {} };
+          }
+          return next(args);
+        },
+        { step: 'initialize', name: 'dropProbes' },
+      );
+      return { sns: own.sns, probes: () => probes };
+    }
+
+    it('starts only once a probe came back through its subscription, sending it again until one does', async () => {
+      const { bus, events } = await network();
+      const { sns, probes } = droppingProbes(2);
+      const { log, lines, count } = captureLog();
+      const inbox = new Inbox('node-a');
+      const node = bus({ sns, log, probe: { intervalMs: 100, timeoutMs: 10_000 } });
+
+      await node.start('node-a', inbox.handler);
+
+      expect(probes()).toBe(3);
+      expect(count('bus.probe_waiting')).toBe(2);
+      expect(lines.find((l) => l.event === 'bus.started')).toMatchObject({ nodeId: 'node-a', probes: 3 });
+      const sentinel = deliver(events.to(['alice']));
+      await node.send(sentinel, { node: 'node-a' });
+      await inbox.waitFor(sentinel);
+      expect(inbox.messages).toEqual([sentinel]);
+    });
+
+    it('fails to start with unavailable when no probe comes back in time, and still cleans up on close', async () => {
+      const { bus, queuePrefix } = await network();
+      const { sns } = droppingProbes(Number.POSITIVE_INFINITY);
+      const node = bus({ sns, probe: { intervalMs: 50, timeoutMs: 300 } });
+
+      const error = await rejection(node.start('node-a', () => Promise.resolve()));
+      expect(error).toBeInstanceOf(HeraldError);
+      expect((error as HeraldError).code).toBe('unavailable');
+      await node.close();
+      const lookup = await rejection(emulators.sqs.send(new GetQueueUrlCommand({ QueueName: nodeQueueName(queuePrefix, 'node-a') })));
+      expect(String(lookup)).toMatch(/QueueDoesNotExist|NonExistentQueue/);
+    });
+
+    it('drops a probe of another start (same node id) without passing it to the handler', async () => {
+      const { bus, events, topicArn } = await network();
+      const inbox = new Inbox('node-a');
+      const node = bus();
+      await node.start('node-a', inbox.handler);
+
+      await publishRaw(topicArn, encodeBusProbe('an-older-start'), { node: 'node-a' });
+      const sentinel = deliver(events.to(['alice']));
+      await node.send(sentinel, { node: 'node-a' });
+      await inbox.waitFor(sentinel);
+      expect(inbox.messages).toEqual([sentinel]);
+      await eventually(() => queueIsEmpty(node.nodeQueue!.queueUrl), DEADLINE_MS, 'the stray probe to be deleted');
     });
   });
 

@@ -20,18 +20,21 @@ const MAX_BODY_BYTES = 256 * 1024 - 1024;
 export async function publishToTopic(sns: SNSClient, topicArn: string, message: BusMessage, target: BusTarget): Promise<void> {
   const node = target === 'all' ? ALL_NODES : target.node;
   if (target !== 'all' && !isNodeId(node)) throw new Error(`cannot send to node "${node}": not a node id`);
-  for (const Message of encodeBusMessageWithin(message, MAX_BODY_BYTES)) {
-    try {
-      await sns.send(
-        new PublishCommand({
-          TopicArn: topicArn,
-          Message,
-          MessageAttributes: { [NODE_ATTRIBUTE]: { DataType: 'String', StringValue: node } },
-        }),
-      );
-    } catch (error) {
-      throw wrapSdkError(error, 'sns.publish');
-    }
+  for (const body of encodeBusMessageWithin(message, MAX_BODY_BYTES)) await publishBody(sns, topicArn, body, node);
+}
+
+/** One SNS message: `body` as it is, routed by the `node` attribute (a node id, or `all`). */
+export async function publishBody(sns: SNSClient, topicArn: string, body: string, node: string): Promise<void> {
+  try {
+    await sns.send(
+      new PublishCommand({
+        TopicArn: topicArn,
+        Message: body,
+        MessageAttributes: { [NODE_ATTRIBUTE]: { DataType: 'String', StringValue: node } },
+      }),
+    );
+  } catch (error) {
+    throw wrapSdkError(error, 'sns.publish');
   }
 }
 

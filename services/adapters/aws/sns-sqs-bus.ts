@@ -1,11 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
 import type { Bus, BusHandler, BusMessage, BusTarget } from '../../ports/bus';
-import { NODE_ATTRIBUTE, isNodeId, parseBusMessage } from '../../protocol/bus-message';
+import { NODE_ATTRIBUTE, encodeBusProbe, isNodeId, parseBusWireMessage, type BusWireMessage } from '../../protocol/bus-message';
 import { unavailable } from '../../protocol/faults';
 import type { Logger } from '../../shared/log';
 import { closeNodeQueue, openNodeQueue, type NodeQueue } from './node-queue';
-import { publishToTopic } from './sns-bus';
+import { publishBody, publishToTopic } from './sns-bus';
 
 export interface SnsSqsBusOptions {
   readonly sns: SNSClient;
@@ -26,10 +27,17 @@ export interface SnsSqsBusOptions {
   readonly visibilityTimeoutSeconds?: number;
   /** First and largest pause between failed receives; doubled each time, jittered. @default { firstMs: 100, maxMs: 5000 } */
   readonly backoff?: { readonly firstMs: number; readonly maxMs: number };
+  /**
+   * Confirming the subscription at start: a probe is sent again every
+   * `intervalMs` until one comes back, and `start` fails after `timeoutMs`.
+   * @default { intervalMs: 2000, timeoutMs: 120000 }
+   */
+  readonly probe?: { readonly intervalMs: number; readonly timeoutMs: number };
 }
 
 /** SQS hands out at most 10 messages per receive, and deletes at most 10 per batch. */
 const BATCH = 10;
+const DEFAULT_PROBE = { intervalMs: 2_000, timeoutMs: 120_000 };
 
 /**
  * The `Bus` of the aws shape: SNS topic → one SQS queue per node (DESIGN.md,
@@ -37,6 +45,13 @@ const BATCH = 10;
  * Publish whose `node` attribute the subscriptions filter on. A started node
  * long-polls its queue and deletes only what its handler accepted; anything else
  * comes back after the visibility timeout (at least once). Order is best effort.
+ *
+ * `start` resolves only once a probe sent to the topic for this node came back
+ * through the new subscription. SNS applies a new subscription's filter policy
+ * eventually ("up to 15 minutes" in its documentation) and SQS its queue
+ * policy likewise: a node that took streams before its subscription delivered
+ * would drop their live events without anyone knowing (the replay cannot help
+ * a stream that never broke). So the node listens only once delivery is proven.
  */
 export class SnsSqsBus implements Bus {
   private closed = false;
@@ -48,11 +63,15 @@ export class SnsSqsBus implements Bus {
   private readonly pollers: number;
   private readonly waitTimeSeconds: number;
   private readonly backoff: { readonly firstMs: number; readonly maxMs: number };
+  private readonly probe: { readonly intervalMs: number; readonly timeoutMs: number };
+  /** The probe `start` is waiting for. */
+  private awaitedProbe: { readonly nonce: string; readonly arrived: () => void } | undefined;
 
   constructor(private readonly options: SnsSqsBusOptions) {
     this.pollers = options.pollers ?? 3;
     this.waitTimeSeconds = options.waitTimeSeconds ?? 20;
     this.backoff = options.backoff ?? { firstMs: 100, maxMs: 5_000 };
+    this.probe = options.probe ?? DEFAULT_PROBE;
   }
 
   /** This node's queue and subscription once started (for the janitor's bookkeeping and tests). */
@@ -90,8 +109,40 @@ export class SnsSqsBus implements Bus {
     this.queue = await openNodeQueue({ sns, sqs, topicArn, queuePrefix, nodeId, ...(visibilityTimeoutSeconds === undefined ? {} : { visibilityTimeoutSeconds }) });
     // close() ran while the queue was being made: it deletes the queue once this settles.
     if (this.closed) throw unavailable('bus was closed while starting');
-    log.info('bus.started', { nodeId, queueUrl: this.queue.queueUrl, pollers: this.pollers });
-    for (let i = 0; i < this.pollers; i++) this.loops.push(this.poll(i, this.queue.queueUrl, onMessage));
+    // A start tried again after a failed probe keeps the pollers it already has.
+    if (this.loops.length === 0) for (let i = 0; i < this.pollers; i++) this.loops.push(this.poll(i, this.queue.queueUrl, onMessage));
+    const probes = await this.confirmDelivery(nodeId);
+    log.info('bus.started', { nodeId, queueUrl: this.queue.queueUrl, pollers: this.pollers, probes });
+  }
+
+  /** Sends probes to this node through the topic until one arrives; returns how many were sent. */
+  private async confirmDelivery(nodeId: string): Promise<number> {
+    const { sns, topicArn, log } = this.options;
+    const nonce = randomBytes(12).toString('base64url');
+    const arrival = new Promise<'arrived'>((resolve) => {
+      this.awaitedProbe = { nonce, arrived: () => resolve('arrived') };
+    });
+    const startedAt = Date.now();
+    let sent = 0;
+    try {
+      for (;;) {
+        if (this.closed) throw unavailable('bus was closed while starting');
+        try {
+          await publishBody(sns, topicArn, encodeBusProbe(nonce), nodeId);
+          sent++;
+        } catch (error) {
+          log.warn('bus.probe_send_failed', { nodeId, error });
+        }
+        if ((await Promise.race([arrival, this.sleep(this.probe.intervalMs)])) === 'arrived') return sent;
+        const waitedMs = Date.now() - startedAt;
+        if (waitedMs >= this.probe.timeoutMs) {
+          throw unavailable(`no probe came back through this node's subscription within ${this.probe.timeoutMs} ms`);
+        }
+        log.warn('bus.probe_waiting', { nodeId, sent, waitedMs });
+      }
+    } finally {
+      this.awaitedProbe = undefined;
+    }
   }
 
   private async shutdown(): Promise<void> {
@@ -155,15 +206,20 @@ export class SnsSqsBus implements Bus {
     if (Failed && Failed.length > 0) this.options.log.warn('bus.delete_failed', { failed: Failed.length, code: Failed[0]?.Code });
   }
 
-  /** Whether the message is finished with: handled, or malformed (it could never succeed). */
+  /** Whether the message is finished with: handled, a probe, or malformed (it could never succeed). */
   private async handleOne(received: Message, onMessage: BusHandler): Promise<boolean> {
     const { log } = this.options;
-    let message: BusMessage;
+    let message: BusWireMessage;
     try {
-      message = parseBusMessage(received.Body ?? '', { node: received.MessageAttributes?.[NODE_ATTRIBUTE]?.StringValue });
+      message = parseBusWireMessage(received.Body ?? '', { node: received.MessageAttributes?.[NODE_ATTRIBUTE]?.StringValue });
     } catch (error) {
       // Never the body: it may hold event data (STYLE.md, "Logs").
       log.warn('bus.message_malformed', { messageId: received.MessageId, bytes: received.Body?.length ?? 0, error });
+      return true;
+    }
+    if (message.kind === 'probe') {
+      // Another start's probe (a retried start, a restart under the same node id) is simply dropped.
+      if (this.awaitedProbe?.nonce === message.nonce) this.awaitedProbe.arrived();
       return true;
     }
     try {
@@ -178,7 +234,11 @@ export class SnsSqsBus implements Bus {
   /** Capped exponential backoff with jitter (half fixed, half random), cut short by close. */
   private pause(failures: number): Promise<void> {
     const ceiling = Math.min(this.backoff.maxMs, this.backoff.firstMs * 2 ** Math.min(failures - 1, 30));
-    const ms = ceiling / 2 + Math.random() * (ceiling / 2);
+    return this.sleep(ceiling / 2 + Math.random() * (ceiling / 2));
+  }
+
+  /** Waits `ms`, or less if close() begins. */
+  private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
       const signal = this.abort.signal;
