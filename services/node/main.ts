@@ -35,7 +35,14 @@ function composePorts(): Ports {
   return composeAws(config, config.aws, createAwsClients(process.env), log.child({ nodeId }));
 }
 
-const herald = await startHerald({ config, ports: composePorts(), log, nodeId });
+let herald: Awaited<ReturnType<typeof startHerald>>;
+try {
+  herald = await startHerald({ config, ports: composePorts(), log, nodeId });
+} catch (error) {
+  // Its backing services unreachable, or its subscription never confirmed: exit so the scheduler starts another.
+  log.error('node.start_failed', { nodeId, error });
+  process.exit(1);
+}
 
 if (config.mode === 'aws') {
   // ECS deregisters a task from the ALB before it sends SIGTERM: start the drain
