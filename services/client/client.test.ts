@@ -113,6 +113,25 @@ describe('createHeraldClient', () => {
     expect(browser.latest().position).toBe('01A');
   });
 
+  it('takes the start position a fresh stream’s ready carries, and resumes from it before any event came', async () => {
+    const browser = fakeBrowser({ random: () => 0 });
+    const { client } = start(browser);
+    browser.latest().ready(15_000, '01START');
+    expect(client.lastEventId).toBe('01START');
+    browser.answers.push(new Response('{"error":"node_full"}', { status: 503, headers: { 'Retry-After': '1' } }));
+    browser.latest().fail(CLOSED);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(browser.sources).toHaveLength(2);
+    expect(browser.latest().position).toBe('01START');
+  });
+
+  it('keeps its position when a ready carries none (a stream resumed from it)', () => {
+    const browser = fakeBrowser();
+    const { client } = start(browser, { lastEventId: '01KEPT' });
+    browser.latest().ready();
+    expect(client.lastEventId).toBe('01KEPT');
+  });
+
   it('reopens a refused stream with ?lastEventId after a backoff, honouring Retry-After', async () => {
     const browser = fakeBrowser({ random: () => 0 });
     const { client } = start(browser);

@@ -144,6 +144,11 @@ class Client<E extends object> implements HeraldClient<E> {
       },
       {
         message: (message) => this.receive(message),
+        position: (id) => {
+          // A later tab that leads after this one resumes from here, even if no event ever came.
+          this.lastEventId = id;
+          this.group?.post({ type: 'position', id });
+        },
         gap: (info) => {
           this.group?.post({ type: 'gap', info });
           this.options.onGap?.(info);
@@ -176,6 +181,9 @@ class Client<E extends object> implements HeraldClient<E> {
       case 'gap':
         if (!leading) this.options.onGap?.(message.info);
         break;
+      case 'position':
+        if (!leading && typeof message.id === 'string') this.lastEventId = message.id;
+        break;
       case 'status':
         if (leading || message.status === this.status) break;
         this.setStatus(message.status);
@@ -190,7 +198,11 @@ class Client<E extends object> implements HeraldClient<E> {
         break;
       case 'hello':
         this.group?.post({ type: 'names', names: [...this.names] });
-        if (leading) this.group?.post({ type: 'status', status: this.status });
+        if (leading) {
+          this.group?.post({ type: 'status', status: this.status });
+          // A tab that joins after the last event would otherwise lead from nowhere.
+          if (this.lastEventId !== undefined) this.group?.post({ type: 'position', id: this.lastEventId });
+        }
         break;
     }
   }

@@ -45,8 +45,9 @@ export class FakeEventSource implements EventSourceLike {
     for (const listener of this.listeners.get(type) ?? []) listener(event);
   }
 
-  ready(heartbeatMs = 15_000): void {
-    this.emit('ready', { connectionId: 'c1', nodeId: 'n1', policy: 'single', heartbeatMs });
+  /** `position`: the start position a server gives a stream opened without one. */
+  ready(heartbeatMs = 15_000, position?: string): void {
+    this.emit('ready', { connectionId: 'c1', nodeId: 'n1', policy: 'single', heartbeatMs }, position);
   }
 
   /** `error` as the browser fires it: CONNECTING when it will retry itself, CLOSED when it gave up. */

@@ -95,6 +95,21 @@ describe('shared-tab mode', () => {
     expect(tabs[2]!.got).toEqual(['01A:a', '01B:b']);
   });
 
+  it('hands over from the stream’s start position when no event came, to a tab that joined after it was given', async () => {
+    const site = origin();
+    const leader = site.open();
+    await settle();
+    leader.browser.latest().ready(15_000, '01START');
+    await settle();
+    const late = site.open(); // joins after the position was posted: the leader answers its hello with it
+    await settle();
+    expect(late.client.lastEventId).toBe('01START');
+    leader.client.close();
+    await settle();
+    expect(late.client.role).toBe('leader');
+    expect(late.browser.latest().position).toBe('01START');
+  });
+
   it('tells every tab it was replaced, and "Use here" in a follower makes the leader take over', async () => {
     const site = origin();
     const [leader, follower] = [site.open(), site.open()];

@@ -32,6 +32,8 @@ export interface GapInfo {
 
 export interface DriverHandlers {
   message(message: StreamMessage): void;
+  /** The id a stream that started without a position was given (its `ready` carries it). */
+  position(id: string): void;
   gap(info: GapInfo): void;
   replaced(): void;
   status(status: ConnectionStatus): void;
@@ -52,7 +54,7 @@ export interface DriverOptions {
 }
 
 /**
- * Names the stream uses for itself (control events carry no id, but `replaced`)
+ * Names the stream uses for itself (control events carry no id, but `replaced`, and `ready` on a stream without a position)
  * and `EventSource`'s own `open` and `error`: the server refuses them at publish.
  */
 export const RESERVED_EVENTS: ReadonlySet<string> = new Set(['ready', 'ping', 'gap', 'replaced', 'closing', 'open', 'error']);
@@ -152,6 +154,8 @@ export class StreamDriver {
       });
     };
     on('ready', (event) => {
+      // Set only on a stream opened without a position; otherwise it is the browser's own last id.
+      if (event.lastEventId !== '') this.handlers.position(event.lastEventId);
       const { heartbeatMs } = parse<{ heartbeatMs: number }>(event.data);
       if (typeof heartbeatMs === 'number') this.watchdog.setHeartbeat(heartbeatMs);
       this.watchdog.feed();

@@ -6,6 +6,8 @@ export type GroupMessage =
   /** leader → all: a notification, once, after the leader's dedupe. */
   | ({ readonly type: 'event' } & StreamMessage)
   | { readonly type: 'gap'; readonly info: GapInfo }
+  /** leader → all: the stream's position when no event gave one (its start, or the group's last id for a new tab). */
+  | { readonly type: 'position'; readonly id: string }
   /** leader → all: the shared stream's state (`replaced` included). */
   | { readonly type: 'status'; readonly status: ConnectionStatus }
   /** any → leader: "Use here" was pressed in a follower. */
@@ -15,7 +17,7 @@ export type GroupMessage =
   /** a new tab → all: answer with names (and the leader with its status). */
   | { readonly type: 'hello' };
 
-const TYPES: ReadonlySet<string> = new Set(['event', 'gap', 'status', 'takeover', 'names', 'hello']);
+const TYPES: ReadonlySet<string> = new Set(['event', 'gap', 'position', 'status', 'takeover', 'names', 'hello']);
 
 function isGroupMessage(value: unknown): value is GroupMessage {
   return typeof value === 'object' && value !== null && TYPES.has(String((value as { type?: unknown }).type));

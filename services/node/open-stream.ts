@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ClaimResult } from '../ports/owners';
 import type { ReplayResult } from '../ports/history';
-import { isEventId } from '../protocol/event-id';
+import { eventIdFloor, isEventId } from '../protocol/event-id';
 import { HeraldError } from '../protocol/errors';
 import { frameClosing, frameEvent, frameGap, frameReady, frameReplaced, frameRetry } from '../protocol/sse-frame';
 import type { Connection } from './connection';
@@ -12,6 +12,16 @@ import { chunk } from './http-stream-sink';
 
 /** How soon a tab told to `reclaim` its place reconnects: at once, give or take. */
 export const RECLAIM_RETRY_MS = 200;
+
+/**
+ * How far before its claim a stream without a position starts (the id its
+ * `ready` carries). An event whose id was minted a little before the claim
+ * (the publish still in flight, another publisher's clock a little behind) may
+ * still have been located after it, so sent live; should the stream be cut
+ * before it was written, the reconnect from this position replays it. The cost
+ * is at most this much of earlier history replayed on such a reconnect.
+ */
+export const START_POSITION_MARGIN_MS = 10_000;
 
 /**
  * Response headers of a stream. `no-transform` keeps proxies from compressing
@@ -28,7 +38,7 @@ export const STREAM_HEADERS = {
  *
  * 1. register in the hub, holding live events;
  * 2. claim ownership (the single-tab policy displaces older tabs here);
- * 3. write headers, `retry:` and `ready`;
+ * 3. write headers, `retry:` and `ready` (with a start position when the stream has none);
  * 4. read and write the replay after `lastEventId`;
  * 5. release held live events the replay did not carry, and go live.
  *
@@ -46,6 +56,8 @@ export async function openStream(node: HeraldNode, connection: Connection, res: 
     throw error;
   };
 
+  // Before the claim, so that everything located after it sorts after this.
+  const startPosition = lastEventId !== undefined && isEventId(lastEventId) ? undefined : eventIdFloor(Math.max(0, node.clock() - START_POSITION_MARGIN_MS));
   let claim: ClaimResult;
   try {
     claim = await owners.claim(node.record(connection), config.tabPolicy === 'single' ? { mode: 'single' } : { mode: 'multi', maxTabs: config.maxTabs });
@@ -65,7 +77,7 @@ export async function openStream(node: HeraldNode, connection: Connection, res: 
   if (connection.state === 'closed') return settleClosedWhileClaiming(node, connection, res);
   if (node.draining) return refuse(new HeraldError('draining', 'this node is shutting down; reconnect', { retryAfterMs: 1000 }), true);
 
-  const ready = frameReady({ connectionId: connection.id, nodeId: node.nodeId, policy: config.tabPolicy, heartbeatMs: config.heartbeatMs });
+  const ready = frameReady({ connectionId: connection.id, nodeId: node.nodeId, policy: config.tabPolicy, heartbeatMs: config.heartbeatMs }, startPosition);
   // Headers go out through the response (which then owes the last chunk at
   // `end`); every frame after them is a pre-framed chunk on the socket.
   socket.cork();

@@ -47,12 +47,20 @@ export function frameRetry(ms: number): string {
 
 // Control events carry no `id:` line, so they never move the browser's
 // lastEventId: replay resumes from the last notification actually received.
+// The one exception is `ready` on a stream that starts without a position.
 function frameControl(event: string, data: unknown): string {
   return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
-export function frameReady(data: ReadyData): string {
-  return frameControl('ready', data);
+/**
+ * `position`, for a stream that starts without one, becomes the browser's
+ * lastEventId: were the stream cut before its first event, the reconnect would
+ * otherwise carry no Last-Event-ID and lose what was published meanwhile.
+ */
+export function frameReady(data: ReadyData, position?: string): string {
+  if (position === undefined) return frameControl('ready', data);
+  assertOneLine('id', position);
+  return `id: ${position}\n${frameControl('ready', data)}`;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { eventually } from '../support/deadline';
+import { Gate, PortRig } from '../support/gated-ports';
 import { collectPageErrors, launchChromium } from './support/chromium';
 import { startDevNode, type DevNode } from './support/dev-node';
 import { clientState, eventSources, messageIds, openDemo, recordEventSources, signIn, until, waitForMessage, waitForStatus } from './support/demo-page';
@@ -72,6 +73,32 @@ describe('demo page in Chromium: shared-tab mode', () => {
     for (const page of pages) expect(await messageIds(page)).toEqual(everything);
     await eventually(async () => (await node.metric('herald_connections')) === 1, 3000, 'one connection after the handover');
     expect(await node.metric('herald_connections_opened_total')).toBe(2);
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+
+  it('hands over without loss when no event came yet: the new leader resumes from the stream’s start position', async () => {
+    const rig = new PortRig();
+    const node = await startDevNode({ ports: rig.wrap });
+    const context = await browser.newContext();
+    const errors = collectPageErrors(context);
+    const first = await openDemo(context, node.url, { share: true });
+    await signIn(first, 'erin');
+    await waitForStatus(first, 'open', 'tab 1');
+    const second = await openDemo(context, node.url, { share: true });
+    await waitForStatus(second, 'open', 'tab 2');
+    expect(await roles([first, second])).toEqual(['leader', 'follower']);
+
+    // The new leader's claim is held until an event was published with nobody connected.
+    const claim = new Gate('owners.claim of the new leader');
+    rig.once('before', 'owners.claim', claim.pass);
+    await first.close();
+    await claim.reached();
+    const missed = await node.publishMessage('erin', 'published while no tab held the stream');
+    claim.open();
+
+    await waitForMessage(second, missed, 'the event published during the handover, in tab 2');
+    expect(await messageIds(second)).toEqual([missed]);
     expect(errors).toEqual([]);
     await context.close();
   });

@@ -30,13 +30,12 @@ describe('GET /events stream', () => {
     }
   });
 
-  it('sends ready with the connection id, node id, policy and heartbeat period, and no id', async () => {
+  it('sends ready with the connection id, node id, policy and heartbeat period', async () => {
     const node = await startTestNode({ env: { HERALD_HEARTBEAT_MS: '20000' } });
     const first = await openStream(node.url, { token: await node.token('alice'), label: 'alice' });
     const second = await openStream(node.url, { token: await node.token('bob'), label: 'bob' });
     const ready = await first.next('ready');
     expect(first.events[0]?.event).toBe('ready');
-    expect(ready.id).toBeUndefined();
     const data = JSON.parse(ready.data) as Record<string, unknown>;
     expect(data).toEqual({ connectionId: expect.stringMatching(/^[A-Za-z0-9_-]{8,}$/) as unknown, nodeId: node.node.nodeId, policy: 'single', heartbeatMs: 20000 });
     const other = JSON.parse((await second.next('ready')).data) as Record<string, unknown>;

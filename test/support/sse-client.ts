@@ -1,5 +1,6 @@
 import { request, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { RESERVED_EVENT_NAMES } from '../../services/protocol/limits';
 import { withDeadline } from './deadline';
 
 export interface StreamOptions {
@@ -103,9 +104,9 @@ export class SseStream {
     );
   }
 
-  /** The notifications only (events with an id that are not control events). */
+  /** The notifications only: events with an id that are not control events (`ready` may carry a start position, `replaced` its own id). */
   notifications(): SseEvent[] {
-    return this.events.filter((e) => e.id !== undefined && e.event !== 'replaced');
+    return this.events.filter((e) => e.id !== undefined && !RESERVED_EVENT_NAMES.has(e.event));
   }
 
   names(): string[] {
