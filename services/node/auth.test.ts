@@ -1,5 +1,7 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { SignJWT, type JWTPayload } from 'jose';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { TEST_SECRET, unsignedToken } from '../../test/support/tokens';
 import { HeraldError } from '../protocol/errors';
 import { createAuthenticator, extractToken, type TokenSources } from './auth';
@@ -199,6 +201,19 @@ describe('createAuthenticator (JWKS)', () => {
     expect([error.code, error.status, error.details.retryAfterMs]).toEqual(['unavailable', 503, 2000]);
     expect(error.cause).toBeInstanceOf(Error);
     expect(error.toJSON()).toEqual({ error: 'unavailable', message: 'the token keys could not be fetched', retryAfterMs: 2000 });
+  });
+
+  it.each([
+    ['answers 503', 503, '{"error":"down"}'],
+    ['answers 200 with a body that is not JSON', 200, '<html>maintenance</html>'],
+  ])('answers a key set endpoint that %s with unavailable (503), not token_invalid', async (_label, status, body) => {
+    const server = createServer((_req, res) => res.writeHead(status, { 'Content-Type': 'application/json' }).end(body));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const { port } = server.address() as AddressInfo;
+    const failing = createAuthenticator({ kind: 'jwks', jwksUrl: new URL(`http://127.0.0.1:${port}/jwks`), issuer: 'https://id.example.com', audience: 'herald' }, COOKIE);
+    const error = await refusal(failing(sources(`Bearer ${forged('RS256')}`)));
+    expect([error.code, error.status, error.details.retryAfterMs]).toEqual(['unavailable', 503, 2000]);
   });
 
   it.each(['HS256', 'none'])('refuses an %s token with token_invalid before fetching any key', async (alg) => {

@@ -79,7 +79,12 @@ function createVerifier(config: AuthConfig): (token: string) => Promise<JWTPaylo
 /** A bad token is the client's problem (401); an unreachable key set is ours (503, retry). */
 function classify(error: unknown): HeraldError {
   if (error instanceof errors.JWTExpired) return new HeraldError('token_expired', 'the token has expired');
-  const keysUnavailable = error instanceof errors.JWKSTimeout || error instanceof errors.JWKSInvalid || !(error instanceof errors.JOSEError);
+  // jose throws its plain JOSEError (no subclass) only while fetching the set: a non-200 answer, a body that is not JSON.
+  const keysUnavailable =
+    error instanceof errors.JWKSTimeout ||
+    error instanceof errors.JWKSInvalid ||
+    !(error instanceof errors.JOSEError) ||
+    error.code === errors.JOSEError.code;
   if (keysUnavailable) {
     return new HeraldError('unavailable', 'the token keys could not be fetched', { cause: error, retryAfterMs: 2000 });
   }
