@@ -2,7 +2,7 @@
  * The node's entry point: the only module with side effects on import. `npm
  * start` runs its bundle (dist/herald-node.mjs), and so does the container.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createAwsClients } from '../adapters/aws/sdk-clients';
 import { createLogger } from '../shared/log';
@@ -60,8 +60,13 @@ if (config.dev) {
   // Secrets go to a file only the owner can read, never to the log.
   const dir = join(process.cwd(), '.herald');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // The modes above and below apply only on creation: tighten a directory left from before,
+  // and replace (not rewrite) an old file, so the secrets never sit in one others can read.
+  chmodSync(dir, 0o700);
+  const file = join(dir, 'dev.json');
+  rmSync(file, { force: true });
   const secret = config.auth.kind === 'hs256' ? Buffer.from(config.auth.secret).toString('base64url') : '';
-  writeFileSync(join(dir, 'dev.json'), JSON.stringify({ url: herald.url, jwtSecret: secret, publishToken: config.publishToken }, null, 2), { mode: 0o600 });
+  writeFileSync(file, JSON.stringify({ url: herald.url, jwtSecret: secret, publishToken: config.publishToken }, null, 2), { mode: 0o600, flag: 'wx' });
   log.warn('node.dev_mode', {
     message:
       'DEV MODE: no HERALD_JWT_SECRET set, so this process made random secrets (in .herald/dev.json). ' +
