@@ -16,13 +16,14 @@ RUN node scripts/build.mjs
 
 # Stage 2 is what runs. The bundle carries the production dependencies it uses
 # (hono, jose, the AWS SDK clients) and nothing else: no node_modules, no dev
-# dependencies, no sources, no npm run at start.
+# dependencies, no sources, no npm run at start. Their licences ship beside it
+# in herald-node.mjs.LEGAL.txt (scripts/build.mjs), which the bundle names.
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     HERALD_MODE=aws \
     HERALD_PORT=8080
 WORKDIR /app
-COPY --from=build /src/dist/herald-node.mjs /src/dist/herald-node.mjs.map ./dist/
+COPY --from=build /src/dist/herald-node.mjs /src/dist/herald-node.mjs.map /src/dist/herald-node.mjs.LEGAL.txt ./dist/
 # The image's unprivileged user (uid 1000); the files stay root-owned and read-only to it.
 USER node
 EXPOSE 8080

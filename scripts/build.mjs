@@ -2,7 +2,8 @@
 // one ESM file, what `npm start` runs and what the container image runs; the
 // client bundle (dist/herald-client.js) and the demo page are embedded in it,
 // so that one file also serves /herald-client.js and, in dev mode, the demo.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { build } from 'esbuild';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -33,7 +34,7 @@ const webAssets = {
   'demo.js': readFileSync(`${root}services/demo/demo.js`, 'utf8'),
 };
 
-await build({
+const node = await build({
   entryPoints: { 'herald-node': `${root}services/node/main.ts` },
   outdir: `${root}dist`,
   outExtension: { '.js': '.mjs' },
@@ -42,10 +43,43 @@ await build({
   target: 'node20',
   format: 'esm',
   sourcemap: true,
+  // The notices found in the sources go to herald-node.mjs.LEGAL.txt, which the bundle's last line names.
   legalComments: 'linked',
+  metafile: true,
   logLevel: 'warning',
   // Read by services/node/routes/client-asset.ts; absent when the node runs from the sources.
   define: { __HERALD_WEB_ASSETS__: JSON.stringify(webAssets) },
   // Some dependencies are CommonJS and call require(): give the ESM bundle one.
   banner: { js: "import { createRequire as __heraldCreateRequire } from 'node:module'; const require = __heraldCreateRequire(import.meta.url);" },
 });
+
+// Few packages carry their licence as a source comment (esbuild found only
+// bowser's), so the licence files of every package bundled into the node are
+// added to herald-node.mjs.LEGAL.txt, which the image ships beside the bundle.
+// Identical texts (the AWS SDK's Apache-2.0, many times) are written once.
+const packageDirs = new Set();
+for (const output of Object.values(node.metafile.outputs)) {
+  for (const input of Object.keys(output.inputs)) {
+    // Metafile paths are relative to esbuild's working directory; the last node_modules/ is the package's own.
+    const match = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input);
+    if (match) packageDirs.add(resolve(match[1]));
+  }
+}
+const packagesByText = new Map();
+for (const dir of packageDirs) {
+  const { name, version, license } = JSON.parse(readFileSync(`${dir}/package.json`, 'utf8'));
+  const files = readdirSync(dir).filter((file) => /^(licen[cs]e|notice|copying)/i.test(file)).sort();
+  const text = files.length > 0 ? files.map((file) => readFileSync(`${dir}/${file}`, 'utf8').trim()).join('\n\n') : '(these packages ship no licence file: each declares the licence named above, whose text is given with other packages)';
+  packagesByText.set(text, [...(packagesByText.get(text) ?? []), `${name}@${version} (${license ?? 'no licence declared'})`]);
+}
+const byName = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+const licences = [...packagesByText]
+  .map(([text, packages]) => `${packages.sort(byName).join('\n')}:\n\n${text}`)
+  .sort(byName)
+  .join(`\n\n${'-'.repeat(72)}\n\n`);
+const legalFile = `${root}dist/herald-node.mjs.LEGAL.txt`;
+// Read only what this build wrote: a file left by an earlier one would get the licences twice.
+const wroteLegal = Object.keys(node.metafile.outputs).some((output) => resolve(output) === resolve(legalFile));
+const comments = wroteLegal ? readFileSync(legalFile, 'utf8').trimEnd() : 'Bundled license information: no notices in the sources.';
+writeFileSync(`${legalFile}.${process.pid}.tmp`, `${comments}\n\nLicences of the packages bundled into herald-node.mjs:\n\n${licences}\n`);
+renameSync(`${legalFile}.${process.pid}.tmp`, legalFile);

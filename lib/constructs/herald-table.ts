@@ -13,16 +13,28 @@ export interface HeraldTableProps {
   readonly removalPolicy?: RemovalPolicy;
 }
 
-/** Every item operation the node and the publisher make (services/adapters/aws/). */
-export const ITEM_READ_WRITE_ACTIONS = [
+/**
+ * The item operations a node sends (services/adapters/aws/dynamo-*.ts): tab
+ * claims (GetItem, PutItem) and releases (UpdateItem), heartbeats (PutItem),
+ * history appends (PutItem, GetItem, BatchWriteItem) and replays (GetItem,
+ * Query, BatchGetItem), owner lookups (BatchGetItem, Query) and the publish
+ * budget (GetItem, PutItem). No DeleteItem: a node's items go by TTL or by the janitor.
+ */
+export const NODE_TABLE_ACTIONS = [
   'dynamodb:GetItem',
   'dynamodb:PutItem',
   'dynamodb:UpdateItem',
-  'dynamodb:DeleteItem',
   'dynamodb:Query',
   'dynamodb:BatchGetItem',
   'dynamodb:BatchWriteItem',
 ] as const;
+
+/**
+ * The item operations the publisher sends (services/publisher/): the publish
+ * budget, the history append and the owner lookup. No UpdateItem: only a node
+ * releases a tab (DynamoOwners.release), the publisher only locates.
+ */
+export const PUBLISHER_TABLE_ACTIONS = ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem'] as const;
 
 /** The janitor reads a node's items and removes those of dead nodes, nothing else. */
 export const JANITOR_TABLE_ACTIONS = ['dynamodb:Query', 'dynamodb:DeleteItem'] as const;
@@ -58,9 +70,14 @@ export class HeraldTable extends Construct {
     });
   }
 
-  /** Item reads and writes on this table only: what a node and the publisher need. */
-  grantItemReadWrite(grantee: iam.IGrantable): iam.Grant {
-    return this.table.grant(grantee, ...ITEM_READ_WRITE_ACTIONS);
+  /** The item operations a node sends, on this table only. */
+  grantNodeRuntime(grantee: iam.IGrantable): iam.Grant {
+    return this.table.grant(grantee, ...NODE_TABLE_ACTIONS);
+  }
+
+  /** The item operations the publisher sends, on this table only. */
+  grantPublisher(grantee: iam.IGrantable): iam.Grant {
+    return this.table.grant(grantee, ...PUBLISHER_TABLE_ACTIONS);
   }
 
   /** Query and DeleteItem on this table only: what the janitor needs. */

@@ -15,7 +15,12 @@ export interface NodeBusProps {
   readonly queuePrefix: string;
 }
 
-/** What a node does to its own queue at run time (services/adapters/aws/node-queue.ts, sns-sqs-bus.ts). */
+/**
+ * What a node does to its own queue at run time (services/adapters/aws/node-queue.ts,
+ * sns-sqs-bus.ts). Its DeleteMessageBatch calls are authorized as `sqs:DeleteMessage`:
+ * IAM has no batch actions for SQS. No ChangeMessageVisibility: a message the
+ * node could not handle comes back when its visibility timeout runs out.
+ */
 export const NODE_QUEUE_ACTIONS = [
   'sqs:CreateQueue',
   'sqs:GetQueueUrl',
@@ -24,8 +29,6 @@ export const NODE_QUEUE_ACTIONS = [
   'sqs:TagQueue',
   'sqs:ReceiveMessage',
   'sqs:DeleteMessage',
-  'sqs:DeleteMessageBatch',
-  'sqs:ChangeMessageVisibility',
   'sqs:DeleteQueue',
 ] as const;
 

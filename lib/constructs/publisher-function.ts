@@ -43,7 +43,7 @@ export class PublisherFunction extends Construct {
       },
     });
     props.bus.grantPublish(role);
-    props.table.grantItemReadWrite(role);
+    props.table.grantPublisher(role);
     this.function = fn;
     this.role = role;
   }

@@ -149,7 +149,7 @@ export class SseService extends Construct {
       description: 'Herald node start-up: pull the image, write logs, read the JWT secret',
     });
     props.bus.grantNodeRuntime(this.taskRole);
-    props.table.grantItemReadWrite(this.taskRole);
+    props.table.grantNodeRuntime(this.taskRole);
 
     const taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
       cpu: props.taskCpu ?? 512,

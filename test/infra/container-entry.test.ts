@@ -1,9 +1,10 @@
 /**
  * The container's entry point, proven by running it (there is no Docker
  * engine here): the build context is the one the CDK stages from .dockerignore,
- * the bundle is built in it as the Dockerfile's build stage does, the bundle
- * alone is copied to an empty folder as the runtime stage does, and the
- * Dockerfile's own CMD and ENV start it in aws mode against fauxqs and dynalite.
+ * the bundle is built in it as the Dockerfile's build stage does, the bundle,
+ * its source map and its licences alone are copied to an empty folder as the
+ * runtime stage does, and the Dockerfile's own CMD and ENV start it in aws
+ * mode against fauxqs and dynalite.
  */
 import { spawn, execFile } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
@@ -74,16 +75,27 @@ describe('the container entry point', () => {
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  it('is the command `npm start` runs, with the bundle as the only file the runtime stage takes', () => {
+  it('is the command `npm start` runs, with the bundle, its source map and its licences as the only files the runtime stage takes', () => {
     expect(dockerfile.cmd).toEqual(['node', '--enable-source-maps', 'dist/herald-node.mjs']);
     expect(readFileSync(projectPath('scripts/start.mjs'), 'utf8')).toContain("['--enable-source-maps', `${root}dist/herald-node.mjs`]");
-    expect(dockerfile.runtimeCopies).toEqual(['/src/dist/herald-node.mjs', '/src/dist/herald-node.mjs.map']);
+    expect(dockerfile.runtimeCopies).toEqual(['/src/dist/herald-node.mjs', '/src/dist/herald-node.mjs.map', '/src/dist/herald-node.mjs.LEGAL.txt']);
     expect(dockerfile.env).toMatchObject({ HERALD_MODE: 'aws', HERALD_PORT: '8080', NODE_ENV: 'production' });
   });
 
   it('builds from the staged Docker context alone into one file the runtime stage runs without node_modules', () => {
     expect(readdirSync(appDir)).toEqual(['dist']);
-    expect(readdirSync(join(appDir, 'dist')).sort()).toEqual(['herald-node.mjs', 'herald-node.mjs.map']);
+    expect(readdirSync(join(appDir, 'dist')).sort()).toEqual(['herald-node.mjs', 'herald-node.mjs.LEGAL.txt', 'herald-node.mjs.map']);
+  });
+
+  it('ships the licence of every production dependency beside the bundle, in the file the bundle names', () => {
+    const bundle = readFileSync(join(appDir, 'dist', 'herald-node.mjs'), 'utf8');
+    expect(bundle).toContain('For license information please see herald-node.mjs.LEGAL.txt');
+    const legal = readFileSync(join(appDir, 'dist', 'herald-node.mjs.LEGAL.txt'), 'utf8');
+    const { dependencies } = JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { dependencies: Record<string, string> };
+    // Each is bundled in full, so each must be named with its version, the licence it declares and that licence's text.
+    for (const [name, version] of Object.entries(dependencies)) expect(legal, name).toMatch(new RegExp(`^${name}@${version} \\((MIT|Apache-2\\.0)\\)`, 'm'));
+    expect(legal).toContain('Permission is hereby granted, free of charge');
+    expect(legal).toContain('Apache License');
   });
 
   it('starts in aws mode against the emulators, makes its queue, serves /healthz and cleans up on SIGTERM', async () => {

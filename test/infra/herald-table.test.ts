@@ -2,7 +2,7 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { describe, expect, it } from 'vitest';
-import { HeraldTable, ITEM_READ_WRITE_ACTIONS } from '../../lib/constructs/herald-table';
+import { HeraldTable } from '../../lib/constructs/herald-table';
 import { createTableInput, TABLE } from '../../services/adapters/aws/table';
 import { bareStack, grantsOf } from './infra-kit';
 
@@ -43,10 +43,23 @@ describe('HeraldTable', () => {
     expect(tableResource(Template.fromStack(setup(RemovalPolicy.DESTROY).stack)).DeletionPolicy).toBe('Delete');
   });
 
-  it('grants item reads and writes on this table only', () => {
+  it('grants a node the item operations it sends, never DeleteItem, on this table only', () => {
     const { stack, table, role, tableArn } = setup();
-    table.grantItemReadWrite(role);
-    expect(grantsOf(Template.fromStack(stack), stack, role)).toEqual([{ actions: [...ITEM_READ_WRITE_ACTIONS], resource: [tableArn] }]);
+    table.grantNodeRuntime(role);
+    expect(grantsOf(Template.fromStack(stack), stack, role)).toEqual([
+      {
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query', 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem'],
+        resource: [tableArn],
+      },
+    ]);
+  });
+
+  it('grants the publisher the item operations it sends, neither UpdateItem nor DeleteItem, on this table only', () => {
+    const { stack, table, role, tableArn } = setup();
+    table.grantPublisher(role);
+    expect(grantsOf(Template.fromStack(stack), stack, role)).toEqual([
+      { actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem'], resource: [tableArn] },
+    ]);
   });
 
   it('grants the janitor Query and DeleteItem on this table only', () => {

@@ -2,7 +2,7 @@
  * Shared helpers for the infra tests: a bare stack in a throw-away app whose
  * output folder is removed after the test (Template.fromStack would otherwise
  * leave a cdk.outXXXX folder in the temp directory for every synth), and
- * readers for the IAM statements of one role.
+ * readers for the IAM statements and managed policies of one role.
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -47,15 +47,48 @@ export interface Statement {
   readonly Condition?: unknown;
 }
 
-/** Every statement of every AWS::IAM::Policy attached to `role`, in order. */
+interface PolicyDocument {
+  readonly Statement: Statement[];
+}
+
+interface RoleResource {
+  readonly Properties: { ManagedPolicyArns?: unknown[]; Policies?: { PolicyDocument: PolicyDocument }[] };
+}
+
+const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+/** The AWS::IAM::Role resource of `role` (a role made in `stack`, not imported). */
+function roleResource(template: Template, stack: Stack, role: iam.IRole): { ref: unknown; resource: RoleResource } {
+  const ref = stack.resolve(role.roleName) as unknown;
+  const id = (ref as { Ref?: unknown }).Ref;
+  const resource = typeof id === 'string' ? (template.findResources('AWS::IAM::Role')[id] as RoleResource | undefined) : undefined;
+  if (resource === undefined) throw new Error(`no AWS::IAM::Role in the template for ${JSON.stringify(ref)}`);
+  return { ref, resource };
+}
+
+/** Every entry of the role's ManagedPolicyArns, resolved: AWS managed policies and the template's own alike. */
+export function managedPolicyArnsOf(template: Template, stack: Stack, role: iam.IRole): unknown[] {
+  return roleResource(template, stack, role).resource.Properties.ManagedPolicyArns ?? [];
+}
+
+/**
+ * Every statement that applies to `role`, in order: its inline policies, then
+ * the AWS::IAM::Policy and AWS::IAM::ManagedPolicy resources attached to it
+ * (by their Roles or by its ManagedPolicyArns). Throws when the role has a
+ * managed policy that is not in the template (an AWS managed one): its
+ * statements cannot be read here, so no list of statements would be complete.
+ */
 export function statementsOf(template: Template, stack: Stack, role: iam.IRole): Statement[] {
-  const roleRef = stack.resolve(role.roleName) as unknown;
-  const policies = Object.values(template.findResources('AWS::IAM::Policy')) as {
-    Properties: { Roles: unknown[]; PolicyDocument: { Statement: Statement[] } };
-  }[];
-  return policies
-    .filter((policy) => policy.Properties.Roles.some((r) => JSON.stringify(r) === JSON.stringify(roleRef)))
-    .flatMap((policy) => policy.Properties.PolicyDocument.Statement);
+  const { ref, resource } = roleResource(template, stack, role);
+  const inline = (resource.Properties.Policies ?? []).flatMap((policy) => policy.PolicyDocument.Statement);
+  const attached = (type: string, listed: unknown[]): Statement[] =>
+    Object.entries(template.findResources(type) as Record<string, { Properties: { Roles?: unknown[]; PolicyDocument: PolicyDocument } }>)
+      .filter(([id, policy]) => (policy.Properties.Roles ?? []).some((r) => same(r, ref)) || listed.some((arn) => same(arn, { Ref: id })))
+      .flatMap(([, policy]) => policy.Properties.PolicyDocument.Statement);
+  const managed = managedPolicyArnsOf(template, stack, role);
+  const outside = managed.filter((arn) => !Object.keys(template.findResources('AWS::IAM::ManagedPolicy')).some((id) => same(arn, { Ref: id })));
+  if (outside.length > 0) throw new Error(`the role has managed policies whose statements are not in the template: ${JSON.stringify(outside)}`);
+  return [...inline, ...attached('AWS::IAM::Policy', []), ...attached('AWS::IAM::ManagedPolicy', managed)];
 }
 
 /** The statements as `action list → resource`, easy to compare whole. */

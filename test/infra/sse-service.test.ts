@@ -4,9 +4,9 @@ import * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as route53 from 'aws-cdk-lib/aws-route53';
 import { describe, expect, it } from 'vitest';
 import { HeraldNetwork } from '../../lib/constructs/herald-network';
-import { HeraldTable, ITEM_READ_WRITE_ACTIONS } from '../../lib/constructs/herald-table';
+import { HeraldTable } from '../../lib/constructs/herald-table';
 import { LogBucket } from '../../lib/constructs/log-bucket';
-import { NODE_QUEUE_ACTIONS, NodeBus } from '../../lib/constructs/node-bus';
+import { NodeBus } from '../../lib/constructs/node-bus';
 import { SseService, type SseServiceProps } from '../../lib/constructs/sse-service';
 import { nodeImageFromRepository } from '../../lib/herald-stack';
 import { MAX_DRAIN_MS } from '../../services/node/config';
@@ -229,12 +229,27 @@ describe('SseService: the Fargate service', () => {
     const { stack, service, bus, table, template } = defaults();
     const topic = resolved(stack, bus.topic.topicArn);
     expect(grantsOf(template, stack, service.taskRole)).toEqual([
-      { actions: [...NODE_QUEUE_ACTIONS], resource: resolved(stack, bus.nodeQueuesArn) },
+      {
+        actions: [
+          'sqs:CreateQueue',
+          'sqs:GetQueueUrl',
+          'sqs:GetQueueAttributes',
+          'sqs:SetQueueAttributes',
+          'sqs:TagQueue',
+          'sqs:ReceiveMessage',
+          'sqs:DeleteMessage',
+          'sqs:DeleteQueue',
+        ],
+        resource: resolved(stack, bus.nodeQueuesArn),
+      },
       { actions: ['sns:Subscribe'], resource: topic },
       { actions: ['sns:Unsubscribe'], resource: '*' },
       { actions: ['sns:Publish'], resource: topic },
       { actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resource: resolved(stack, bus.key.keyArn) },
-      { actions: [...ITEM_READ_WRITE_ACTIONS], resource: [resolved(stack, table.table.tableArn)] },
+      {
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query', 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem'],
+        resource: [resolved(stack, table.table.tableArn)],
+      },
     ]);
   });
 
