@@ -13,6 +13,7 @@ import { Construct } from 'constructs';
 import { HeraldMetrics } from './herald-metrics';
 import type { HeraldTable } from './herald-table';
 import type { NodeBus } from './node-bus';
+import { PROBE_TIMEOUT_MS } from '../../services/adapters/aws/sns-sqs-bus';
 
 /** Fargate sends SIGKILL this long after SIGTERM at most; the drain and the exit must fit inside. */
 export const FARGATE_MAX_STOP_TIMEOUT = Duration.seconds(120);
@@ -22,6 +23,8 @@ export const MAX_DRAIN_WINDOW = Duration.seconds(110);
 export const MIN_IDLE_TIMEOUT = Duration.seconds(3600);
 const MAX_IDLE_TIMEOUT = Duration.seconds(4000);
 export const NODE_PORT = 8080;
+/** How much longer than a node's wait for its subscription ECS ignores its failing health checks. */
+const HEALTH_CHECK_GRACE_MARGIN_MS = 30_000;
 
 export type TabPolicy = 'single' | 'multi';
 
@@ -200,7 +203,9 @@ export class SseService extends Construct {
       circuitBreaker: { enable: true, rollback: true },
       vpcSubnets: props.taskSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
       assignPublicIp: props.assignPublicIp ?? false,
-      healthCheckGracePeriod: Duration.seconds(60),
+      // A starting node listens (and passes health checks) only once its subscription
+      // is confirmed; ECS must not replace it while it is still waiting for that.
+      healthCheckGracePeriod: Duration.millis(PROBE_TIMEOUT_MS + HEALTH_CHECK_GRACE_MARGIN_MS),
       platformVersion: ecs.FargatePlatformVersion.LATEST,
       enableECSManagedTags: true,
       propagateTags: ecs.PropagatedTagSource.SERVICE,

@@ -9,6 +9,7 @@ import { LogBucket } from '../../lib/constructs/log-bucket';
 import { NodeBus } from '../../lib/constructs/node-bus';
 import { SseService, type SseServiceProps } from '../../lib/constructs/sse-service';
 import { nodeImageFromRepository } from '../../lib/herald-stack';
+import { PROBE_TIMEOUT_MS } from '../../services/adapters/aws/sns-sqs-bus';
 import { MAX_DRAIN_MS } from '../../services/node/config';
 import { EMF_NAMESPACE, emfRecord } from '../../services/node/emf';
 import { bareStack, grantsOf, once, REGION, resolved } from './infra-kit';
@@ -137,6 +138,15 @@ describe('SseService: the settings long-lived streams need', () => {
 });
 
 describe('SseService: the Fargate service', () => {
+  it('ignores failing health checks of a new task for longer than its node waits to confirm its subscription', () => {
+    const { template } = defaults();
+    const [service] = Object.values(template.findResources('AWS::ECS::Service')) as { Properties: { HealthCheckGracePeriodSeconds: number } }[];
+    const graceSeconds = service?.Properties.HealthCheckGracePeriodSeconds ?? 0;
+    // The node opens its port (so /healthz answers) only once its probe came back, or exits after PROBE_TIMEOUT_MS.
+    expect(graceSeconds * 1000).toBeGreaterThan(PROBE_TIMEOUT_MS);
+    expect(graceSeconds).toBe(150);
+  });
+
   it('runs 2 tasks on Graviton, replaces them with a circuit breaker that rolls back and never drops below 100 %', () => {
     const { template } = defaults();
     template.hasResourceProperties('AWS::ECS::TaskDefinition', {

@@ -37,7 +37,9 @@ export interface SnsSqsBusOptions {
 
 /** SQS hands out at most 10 messages per receive, and deletes at most 10 per batch. */
 const BATCH = 10;
-const DEFAULT_PROBE = { intervalMs: 2_000, timeoutMs: 120_000 };
+/** How long a starting node waits for its probe before it gives up; the ECS health check grace period outlasts it. */
+export const PROBE_TIMEOUT_MS = 120_000;
+const DEFAULT_PROBE = { intervalMs: 2_000, timeoutMs: PROBE_TIMEOUT_MS };
 
 /**
  * The `Bus` of the aws shape: SNS topic → one SQS queue per node (DESIGN.md,
