@@ -104,7 +104,11 @@ export class HeraldNode {
   async start(): Promise<void> {
     // Alive before anything is claimed: records of a node without a heartbeat count as gone.
     await this.deps.owners.heartbeat(this.nodeId, this.clock() + this.nodeTtlMs);
-    await this.deps.bus.start(this.nodeId, (message) => this.onBusMessage(message));
+    await this.deps.bus.start(
+      this.nodeId,
+      (message) => this.onBusMessage(message),
+      () => this.resumeAll(),
+    );
     this.ticker = setInterval(() => this.tick(), TICK_MS);
     this.heartbeater = setInterval(() => void this.heartbeat(), Math.floor(this.nodeTtlMs / 3));
     this.deps.log.info('node.started', { nodeId: this.nodeId, mode: this.deps.config.mode, policy: this.deps.config.tabPolicy });
@@ -202,6 +206,18 @@ export class HeraldNode {
       this.deps.log.warn('owners.heartbeat_failed', { error });
     });
     this.deps.log.info('node.stopped', { nodeId: this.nodeId });
+  }
+
+  /**
+   * The bus may have dropped messages for this node (see MissedHandler): every
+   * stream is closed with a short jittered `retry:` and reconnects from its
+   * position, and the replay brings what it missed. Streams still opening read
+   * their replay after this, so they need nothing.
+   */
+  private resumeAll(): void {
+    const streams = this.hub.snapshot().filter((c) => c.state !== 'pending');
+    this.deps.log.warn('node.resuming_streams', { nodeId: this.nodeId, streams: streams.length });
+    for (const connection of streams) this.closeWith(connection, 'resync');
   }
 
   /** A drain that began while this stream was opening skipped it; it closes as soon as it is live. */

@@ -23,6 +23,13 @@ export type BusMessage =
 export type BusHandler = (message: BusMessage) => Promise<void>;
 
 /**
+ * Called when the bus may have dropped messages addressed to this node and has
+ * recovered (the SNS→SQS bus found its queue gone and made it again). The node
+ * then has every stream resume from its position, which the replay fills in.
+ */
+export type MissedHandler = () => void;
+
+/**
  * Carries messages from publishers and nodes to the nodes that hold recipients.
  *
  * Contract (every adapter passes `test/contract/bus.contract.ts`):
@@ -39,7 +46,7 @@ export type BusHandler = (message: BusMessage) => Promise<void>;
  *   and the handler is no longer called. `close` is idempotent.
  */
 export interface Bus {
-  start(nodeId: string, onMessage: BusHandler): Promise<void>;
+  start(nodeId: string, onMessage: BusHandler, onMissed?: MissedHandler): Promise<void>;
   send(message: BusMessage, target: BusTarget): Promise<void>;
   close(): Promise<void>;
 }

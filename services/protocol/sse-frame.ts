@@ -21,9 +21,11 @@ export interface ReadyData {
 export type GapReason = 'unknown_position' | 'history_trimmed' | 'replay_limit';
 /**
  * Why a stream ends. `reclaim`: this tab lost its place to a newer tab that
- * then never opened (it left, or its node was draining): reconnect to take it back.
+ * then never opened (it left, or its node was draining): reconnect to take it
+ * back. `resync`: the node may have missed events for it (its bus queue had to
+ * be made again): reconnect, and the replay brings them.
  */
-export type CloseReason = 'draining' | 'token_expired' | 'replaced' | 'reclaim' | 'slow_consumer' | 'client_closed' | 'server_error';
+export type CloseReason = 'draining' | 'token_expired' | 'replaced' | 'reclaim' | 'resync' | 'slow_consumer' | 'client_closed' | 'server_error';
 
 const LINE_BREAK = /[\r\n]/;
 

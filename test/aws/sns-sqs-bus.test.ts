@@ -4,9 +4,10 @@
  * filter, redelivery, malformed input, and an outage behind a TCP proxy.
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { DeleteTopicCommand, GetSubscriptionAttributesCommand, ListSubscriptionsByTopicCommand, PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+import { DeleteTopicCommand, GetSubscriptionAttributesCommand, ListSubscriptionsByTopicCommand, PublishCommand, UnsubscribeCommand, type SNSClient } from '@aws-sdk/client-sns';
 import {
   CreateQueueCommand,
+  DeleteQueueCommand,
   GetQueueAttributesCommand,
   GetQueueUrlCommand,
   ListQueueTagsCommand,
@@ -225,6 +226,37 @@ describe('SnsSqsBus on fauxqs', () => {
       expect((lookup as Error).name).toBe('QueueDoesNotExist');
       const { Subscriptions } = await emulators.sns.send(new ListSubscriptionsByTopicCommand({ TopicArn: topicArn }));
       expect(Subscriptions?.filter((s) => s.SubscriptionArn === queue.subscriptionArn)).toEqual([]);
+    });
+
+    it('is made and subscribed again when it vanishes (the janitor took the node for dead), and the node is told it may have missed messages', async () => {
+      const { bus, events, topicArn, queuePrefix } = await network();
+      const { log, count } = captureLog();
+      const inbox = new Inbox('node-a');
+      let missed = 0;
+      const node = bus({ log, waitTimeSeconds: 1 });
+      await node.start('node-a', inbox.handler, () => missed++);
+      const before = node.nodeQueue!;
+
+      // What the janitor does to a dead node: unsubscribe, delete the queue.
+      await emulators.sns.send(new UnsubscribeCommand({ SubscriptionArn: before.subscriptionArn }));
+      await emulators.sqs.send(new DeleteQueueCommand({ QueueUrl: before.queueUrl }));
+      const lost = deliver(events.to(['alice']));
+      await node.send(lost, { node: 'node-a' }); // no subscription: gone for the bus, not for history
+
+      await eventually(() => missed === 1, DEADLINE_MS, 'the bus to make its queue again and tell the node');
+      expect([count('bus.queue_missing'), count('bus.queue_restored')]).toEqual([1, 1]);
+      const after = node.nodeQueue!;
+      expect(after.queueUrl).toBe(before.queueUrl);
+      const { QueueUrl } = await emulators.sqs.send(new GetQueueUrlCommand({ QueueName: nodeQueueName(queuePrefix, 'node-a') }));
+      expect(QueueUrl).toBe(after.queueUrl);
+      const { Subscriptions } = await emulators.sns.send(new ListSubscriptionsByTopicCommand({ TopicArn: topicArn }));
+      expect(Subscriptions?.map((sub) => sub.SubscriptionArn)).toContain(after.subscriptionArn);
+
+      const sentinel = deliver(events.to(['alice']));
+      await node.send(sentinel, { node: 'node-a' });
+      await inbox.waitFor(sentinel);
+      expect(inbox.has(lost)).toBe(false);
+      expect(missed).toBe(1);
     });
 
     it('stops its long polls at once on close instead of waiting out the 20 s poll', async () => {

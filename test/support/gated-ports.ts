@@ -114,7 +114,7 @@ export class PortRig {
 
   private wrapBus(inner: Bus): Bus {
     return {
-      start: (nodeId, onMessage) => inner.start(nodeId, onMessage),
+      start: (nodeId, onMessage, onMissed) => inner.start(nodeId, onMessage, onMissed),
       send: (message, target) =>
         this.around(
           message.kind === 'deliver'

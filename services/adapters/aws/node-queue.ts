@@ -125,8 +125,10 @@ export function nodeQueueAttributes(options: Pick<NodeQueueOptions, 'visibilityT
 
 /** "A queue of that name exists with other attributes", under its JSON and its legacy query names. */
 const QUEUE_EXISTS = ['QueueNameExists', 'QueueAlreadyExists'];
+/** "No such queue", under its JSON name and its query name (`AWS.SimpleQueueService.NonExistentQueue`); fauxqs answers with both. */
+const NO_QUEUE = ['QueueDoesNotExist', 'NonExistentQueue'];
 /** "Already gone": SQS (JSON and query names) and SNS. */
-const GONE = ['QueueDoesNotExist', 'NonExistentQueue', 'NotFoundException', 'NotFound'];
+const GONE = [...NO_QUEUE, 'NotFoundException', 'NotFound'];
 
 /**
  * Whether an SDK error is one of `codes`. SQS speaks JSON but stays compatible
@@ -217,6 +219,11 @@ export async function closeNodeQueue(sns: SNSClient, sqs: SQSClient, queue: Node
   const deleted = await settle(sqs.send(new DeleteQueueCommand({ QueueUrl: queue.queueUrl })));
   const failure = unsubscribed ?? deleted;
   if (failure !== undefined) throw wrapSdkError(failure, 'sns_sqs.close_node_queue');
+}
+
+/** Whether an SQS call failed because its queue does not exist (the janitor took the node for dead, or an operator deleted it). */
+export function isQueueMissing(error: unknown): boolean {
+  return isAwsError(error, NO_QUEUE);
 }
 
 /** Whether an SQS or SNS call failed because its queue or subscription no longer exists. */

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
-import type { Bus, BusHandler, BusMessage, BusTarget } from '../../ports/bus';
+import type { Bus, BusHandler, BusMessage, BusTarget, MissedHandler } from '../../ports/bus';
 import { NODE_ATTRIBUTE, encodeBusProbe, isNodeId, parseBusWireMessage, type BusWireMessage } from '../../protocol/bus-message';
 import { unavailable } from '../../protocol/faults';
 import type { Logger } from '../../shared/log';
-import { closeNodeQueue, openNodeQueue, type NodeQueue } from './node-queue';
+import { closeNodeQueue, isQueueMissing, openNodeQueue, type NodeQueue } from './node-queue';
 import { publishBody, publishToTopic } from './sns-bus';
 
 export interface SnsSqsBusOptions {
@@ -68,6 +68,9 @@ export class SnsSqsBus implements Bus {
   private readonly probe: { readonly intervalMs: number; readonly timeoutMs: number };
   /** The probe `start` is waiting for. */
   private awaitedProbe: { readonly nonce: string; readonly arrived: () => void } | undefined;
+  /** Making the queue again after it vanished: one attempt shared by every poller. */
+  private restoring: Promise<void> | undefined;
+  private onMissed: MissedHandler | undefined;
 
   constructor(private readonly options: SnsSqsBusOptions) {
     this.pollers = options.pollers ?? 3;
@@ -81,10 +84,11 @@ export class SnsSqsBus implements Bus {
     return this.queue;
   }
 
-  start(nodeId: string, onMessage: BusHandler): Promise<void> {
+  start(nodeId: string, onMessage: BusHandler, onMissed?: MissedHandler): Promise<void> {
     if (this.closed) return Promise.reject(unavailable('bus is closed'));
     if (this.starting) return Promise.reject(new Error('this bus was already started'));
     if (!isNodeId(nodeId)) return Promise.reject(new Error(`node id "${nodeId}" is not 1-40 characters of A-Z a-z 0-9 _ - (or is "all")`));
+    this.onMissed = onMissed;
     const starting = this.open(nodeId, onMessage);
     this.starting = starting;
     // A start that failed (the topic unreachable, say) may be tried again: every step is idempotent.
@@ -106,15 +110,54 @@ export class SnsSqsBus implements Bus {
   }
 
   private async open(nodeId: string, onMessage: BusHandler): Promise<void> {
-    const { sns, sqs, topicArn, queuePrefix, log } = this.options;
+    const queue = await this.openQueue(nodeId);
+    // A start tried again after a failed probe keeps the pollers it already has.
+    if (this.loops.length === 0) for (let i = 0; i < this.pollers; i++) this.loops.push(this.poll(i, nodeId, queue.queueUrl, onMessage));
+    const probes = await this.confirmDelivery(nodeId);
+    this.options.log.info('bus.started', { nodeId, queueUrl: queue.queueUrl, pollers: this.pollers, probes });
+  }
+
+  /** Makes (or takes over) this node's queue and subscription: every step is idempotent. */
+  private async openQueue(nodeId: string): Promise<NodeQueue> {
+    const { sns, sqs, topicArn, queuePrefix } = this.options;
     const visibilityTimeoutSeconds = this.options.visibilityTimeoutSeconds;
     this.queue = await openNodeQueue({ sns, sqs, topicArn, queuePrefix, nodeId, ...(visibilityTimeoutSeconds === undefined ? {} : { visibilityTimeoutSeconds }) });
     // close() ran while the queue was being made: it deletes the queue once this settles.
     if (this.closed) throw unavailable('bus was closed while starting');
-    // A start tried again after a failed probe keeps the pollers it already has.
-    if (this.loops.length === 0) for (let i = 0; i < this.pollers; i++) this.loops.push(this.poll(i, this.queue.queueUrl, onMessage));
-    const probes = await this.confirmDelivery(nodeId);
-    log.info('bus.started', { nodeId, queueUrl: this.queue.queueUrl, pollers: this.pollers, probes });
+    return this.queue;
+  }
+
+  /**
+   * The queue is gone (the janitor took this node for dead while its heartbeats
+   * failed, or an operator deleted it): make it and its subscription again, and
+   * once a probe proves delivery, tell the node that what was sent meanwhile is
+   * lost to the bus, so its streams resume from history. The pollers wait only
+   * for the queue (they must be receiving for the probe to come back); one
+   * attempt is shared by all of them.
+   */
+  private restore(nodeId: string): Promise<void> {
+    this.restoring ??= (async () => {
+      const { log } = this.options;
+      log.warn('bus.queue_missing', { nodeId });
+      try {
+        await this.openQueue(nodeId);
+      } finally {
+        this.restoring = undefined;
+      }
+      void this.confirmDelivery(nodeId).then(
+        () => {
+          log.info('bus.queue_restored', { nodeId });
+          this.onMissed?.();
+        },
+        (error: unknown) => {
+          if (this.closed) return;
+          // The streams resume all the same: on another node, if this one still cannot receive.
+          log.error('bus.queue_restore_unconfirmed', { nodeId, error });
+          this.onMissed?.();
+        },
+      );
+    })();
+    return this.restoring;
   }
 
   /** Sends probes to this node through the topic until one arrives; returns how many were sent. */
@@ -163,7 +206,7 @@ export class SnsSqsBus implements Bus {
   }
 
   /** One long-poll loop. It never throws: every failure is logged, waited out and retried until close. */
-  private async poll(poller: number, queueUrl: string, onMessage: BusHandler): Promise<void> {
+  private async poll(poller: number, nodeId: string, queueUrl: string, onMessage: BusHandler): Promise<void> {
     const { sqs, log } = this.options;
     let failures = 0;
     while (!this.closed) {
@@ -184,7 +227,10 @@ export class SnsSqsBus implements Bus {
         // Aborted by close(), or failed while closing: not an outage.
         if (this.abort.signal.aborted) return;
         failures++;
-        log.warn('bus.receive_failed', { poller, failures, error });
+        // A vanished queue is made again (same name, so the same URL: the loop goes on as it was).
+        const fault = isQueueMissing(error) ? await this.restore(nodeId).then(() => undefined, (restoreError: unknown) => restoreError) : error;
+        if (fault === undefined) continue;
+        log.warn('bus.receive_failed', { poller, failures, error: fault });
         await this.pause(failures);
       }
     }
