@@ -9,6 +9,9 @@ import { ListSubscriptionsByTopicCommand } from '@aws-sdk/client-sns';
 import { GetQueueAttributesCommand, GetQueueUrlCommand } from '@aws-sdk/client-sqs';
 import { EventSource } from 'eventsource';
 import { nodeQueueName } from '../../services/adapters/aws/node-queue';
+import { readHeartbeats } from '../../services/janitor/inventory';
+import { sweep } from '../../services/janitor/janitor';
+import { silentLogger } from '../../services/shared/log';
 import { buildEntryPoint, type BuiltEntry } from '../support/child-node';
 import { connectUser, startCluster, type Cluster, type ClusterNode } from '../support/cluster';
 import { eventually, withDeadline } from '../support/deadline';
@@ -178,6 +181,60 @@ describe('a node leaving the cluster', () => {
     await eventually(() => tabs.every((t) => ticker.acknowledged.every((id) => t.ids.includes(id))), 15_000, 'every acknowledged tick on every tab');
     for (const tab of tabs) expect(tab.deduplicated().sort(), tab.user).toEqual([...ticker.acknowledged].sort());
     expect(moving.flatMap((t) => t.landings.slice(1)).every((node) => node === 'a' || node === 'c')).toBe(true);
+  });
+
+  it('leaves a node killed with SIGKILL its queue and subscription until the janitor, whose sweep removes them and nothing of the live node', async () => {
+    const c = await cluster(['a', 'b']);
+    const queueArn = async (id: string): Promise<string | undefined> => {
+      const { QueueUrl } = await emulators.sqs.send(new GetQueueUrlCommand({ QueueName: nodeQueueName(c.queuePrefix, id) }));
+      const { Attributes } = await emulators.sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['QueueArn'] }));
+      return Attributes?.QueueArn;
+    };
+    const subscribed = async (): Promise<string[]> => {
+      const { Subscriptions } = await emulators.sns.send(new ListSubscriptionsByTopicCommand({ TopicArn: c.topicArn }));
+      return (Subscriptions ?? []).map((sub) => sub.Endpoint ?? '').sort();
+    };
+    const [arnA, arnB] = [await queueArn('a'), await queueArn('b')];
+    expect(await subscribed()).toEqual([arnA, arnB].sort());
+
+    await c.node('a').process.stop(); // SIGKILL: no drain, no cleanup
+    expect(await subscribed()).toEqual([arnA, arnB].sort());
+
+    // Sweep at an instant after a's last heartbeat expired and before b's does
+    // (b beats every 5 s, so it soon outlives a's last one): no waiting out real grace periods.
+    let clockMs = 0;
+    await eventually(
+      async () => {
+        const beats = await readHeartbeats(emulators.dynamo, c.tableName);
+        const [a, b] = [beats.get('a') ?? 0, beats.get('b') ?? 0];
+        clockMs = a + 1;
+        return b > clockMs;
+      },
+      10_000,
+      "node b's heartbeat to outlive node a's last one",
+    );
+    const report = await sweep({
+      sns: emulators.sns,
+      sqs: emulators.sqs,
+      dynamo: emulators.dynamo,
+      topicArn: c.topicArn,
+      tableName: c.tableName,
+      queuePrefix: c.queuePrefix,
+      log: silentLogger,
+      clock: () => clockMs,
+      heartbeatGraceMs: 0,
+      queueGraceMs: 0,
+    });
+
+    expect(report.failed).toEqual([]);
+    expect(report.removedQueues.map((q) => q.nodeId)).toEqual(['a']);
+    expect(await subscribed()).toEqual([arnB]);
+    const gone = await emulators.sqs.send(new GetQueueUrlCommand({ QueueName: nodeQueueName(c.queuePrefix, 'a') })).then(
+      () => 'still there',
+      (error: unknown) => (error as { name?: string }).name,
+    );
+    expect(gone).toMatch(/QueueDoesNotExist|NonExistentQueue/);
+    expect(await queueArn('b')).toBe(arnB);
   });
 
   it('drains on SIGTERM: every stream is closed with `closing` draining, the node\'s subscription and queue are deleted, and it exits 0', async () => {
