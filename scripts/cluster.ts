@@ -2,14 +2,18 @@
 // process (fauxqs for SNS/SQS, dynalite for DynamoDB, both on 127.0.0.1), the
 // nodes are separate processes of the container's entry
 // (`node --enable-source-maps dist/herald-node.mjs`) in aws mode, and a small
-// round-robin proxy stands in for the ALB. Ctrl-C stops everything it started,
+// round-robin proxy stands in for the ALB. The demo page and its sign-in are
+// served beside the proxy (test/support/cluster-demo.ts), publishing through
+// the publisher library as chat code on AWS would. Ctrl-C stops everything it started,
 // by pid. Secrets go to .herald/cluster.json (mode 0600), never to the terminal.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { createLogger } from '../services/shared/log';
 import { startCluster, type Cluster } from '../test/support/cluster';
+import { clusterDemo } from '../test/support/cluster-demo';
 import { startEmulators } from '../test/support/emulators';
 
 const USAGE = `npm run cluster -- [--nodes N] [--port P] [--quiet]
@@ -59,6 +63,15 @@ const nodeIds = Array.from({ length: options.nodes }, (_, i) => `node-${i + 1}`)
 const drainMs = 3_000;
 
 const emulators = await startEmulators();
+const names = { tableName: 'herald-cluster', topicName: 'herald-cluster' };
+// The demo publishes to the topic the cluster makes (CreateTopic is idempotent: the same ARN).
+const demo = clusterDemo({
+  secret,
+  topicArn: await emulators.createTopic(names.topicName),
+  tableName: names.tableName,
+  clients: emulators,
+  log: createLogger({ level: options.quiet ? 'warn' : 'info', sink: (line) => process.stdout.write(`[demo] ${line}\n`) }),
+});
 let cluster: Cluster | undefined;
 let stopping = false;
 
@@ -74,8 +87,7 @@ try {
     nodeArgs: ['--enable-source-maps'],
     nodeIds,
     ports: nodeIds.map((_, i) => options.port + 1 + i),
-    tableName: 'herald-cluster',
-    topicName: 'herald-cluster',
+    ...names,
     queuePrefix: 'herald-cluster',
     secret,
     publishToken,
@@ -88,6 +100,7 @@ try {
     proxy: {
       port: options.port,
       onEvent: (event, fields) => console.log(`[proxy] ${event} ${JSON.stringify(fields)}`),
+      local: demo.local,
     },
     detached: true,
     retainLogs: false,
@@ -95,6 +108,7 @@ try {
   });
 } catch (error) {
   console.error(`the cluster did not start: ${error instanceof Error ? error.message : String(error)}`);
+  await demo.close();
   await emulators.stop();
   process.exit(1);
 }
@@ -123,6 +137,7 @@ writeFileSync(
 console.log(`
 Herald cluster: ${options.nodes} nodes in aws mode behind a round-robin proxy (the ALB's stand-in)
 
+  demo page  ${proxyUrl}/   (sign in as anyone; messages go through DynamoDB, SNS and SQS)
   proxy      ${proxyUrl}
 ${cluster.nodes.map((n) => `  ${n.id.padEnd(10)} ${n.url}   (pid ${n.process.pid})`).join('\n')}
   SNS/SQS    ${emulators.snsEndpoint} (fauxqs), topic ${cluster.topicArn}
@@ -140,9 +155,10 @@ and in a third:
     -H 'Content-Type: application/json' -d '{"to":{"users":["alice"]},"event":"message","data":{"text":"Hello"}}'
 
 Each request through the proxy lands on the next node, so the publish and the
-stream usually meet on different nodes, through SNS and SQS. The demo page
-needs dev mode, which aws mode refuses: run it with \`npm start\`. Every node
-still serves /herald-client.js. Ctrl-C stops everything.
+stream usually meet on different nodes, through SNS and SQS. The nodes stay in
+aws mode (no dev routes): the demo's sign-in and send are answered beside the
+proxy, signing with the cluster's key and publishing with the publisher
+library. Ctrl-C stops everything.
 `);
 
 /** Stops every node by its pid: drained (SIGTERM) the first time, at once (SIGKILL) on a second signal. */
@@ -159,6 +175,7 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
   try {
     await cluster?.stop({ graceful: true, graceMs: drainMs + 5_000 });
   } finally {
+    await demo.close().catch(() => undefined);
     await emulators.stop().catch(() => undefined);
     rmSync(clusterFile, { force: true });
   }

@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { HeraldError, isHeraldError } from '../protocol/errors';
-import type { PublishDeps } from '../publisher/publish';
+import { publish, type PublishDeps } from '../publisher/publish';
 import type { HeraldNode } from './herald-node';
 import { eventsRoute } from './routes/events';
 import { publishRoute } from './routes/publish';
@@ -28,7 +28,19 @@ export function createApp(node: HeraldNode, publishDeps: PublishDeps): HeraldApp
   const assets = webAssets();
   const client = clientAssetRoute(app, node.deps.config, assets);
   // The demo page and its sign-in exist only in dev mode; otherwise those paths are 404.
-  const dev = node.deps.config.dev ? devRoutes(app, node, publishDeps, assets) : {};
+  const { config } = node.deps;
+  const dev =
+    config.dev && config.auth.kind === 'hs256'
+      ? devRoutes(app, {
+          secret: config.auth.secret,
+          authCookie: config.authCookie,
+          authenticate: node.authenticate,
+          publish: (events, publisherId) => publish(events, publishDeps, publisherId),
+          envelope: { maxDataBytes: config.maxDataBytes, defaultTtlSeconds: config.defaultTtlSeconds },
+          log,
+          assets,
+        })
+      : {};
 
   const allowed: Record<string, string> = {
     '/events': 'GET',

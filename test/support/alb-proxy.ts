@@ -1,4 +1,4 @@
-import { Agent, createServer, request, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent, createServer, request, type IncomingHttpHeaders, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
 /**
@@ -36,6 +36,12 @@ export interface AlbProxyOptions {
   readonly idleTimeoutMs?: number;
   /** Called on routing events: a target going unhealthy or healthy again. */
   readonly onEvent?: (event: string, fields: Record<string, unknown>) => void;
+  /**
+   * Paths answered by the proxy's own process rather than a target, as an ALB
+   * listener rule would send them to another target group: `npm run cluster`
+   * serves the demo page and its sign-in there.
+   */
+  readonly local?: { readonly paths: ReadonlySet<string>; readonly listener: RequestListener };
 }
 
 export interface AlbProxy {
@@ -153,7 +159,12 @@ export async function startAlbProxy(options: AlbProxyOptions): Promise<AlbProxy>
     else upstream.end();
   };
 
-  const server = createServer({ noDelay: true }, (req, res) => forward(req, res, new Set()));
+  const local = options.local;
+  const server = createServer({ noDelay: true }, (req, res) => {
+    const path = new URL(req.url ?? '/', 'http://proxy').pathname;
+    if (local?.paths.has(path)) local.listener(req, res);
+    else forward(req, res, new Set());
+  });
   // A stream is one long request: only the idle timeout may end it.
   server.requestTimeout = 0;
   server.headersTimeout = 30_000;

@@ -3,10 +3,10 @@ import type { Context, Hono } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { SignJWT } from 'jose';
 import { HeraldError } from '../../protocol/errors';
-import { isValidUserId, parseEnvelope } from '../../protocol/envelope';
-import { publish, type PublishDeps } from '../../publisher/publish';
-import type { Identity } from '../auth';
-import type { HeraldNode } from '../herald-node';
+import { isValidUserId, parseEnvelope, type EnvelopeOptions, type HeraldEvent } from '../../protocol/envelope';
+import type { PublishResult } from '../../publisher/publish';
+import type { Logger } from '../../shared/log';
+import type { Authenticator, Identity } from '../auth';
 import { readBody } from '../read-body';
 import { sendAsset, type WebAssetName, type WebAssets } from './client-asset';
 
@@ -23,17 +23,31 @@ const PAGE_POLICY = "default-src 'self'; img-src 'self' data:; style-src 'self';
 type DevContext = Context<{ Bindings: HttpBindings }>;
 
 /**
- * The demo page and its dev-only API, registered only in dev mode (no
- * HERALD_JWT_SECRET, loopback only): a sign-in that sets the HttpOnly auth
- * cookie for any user name, and a send that publishes on behalf of the
- * signed-in user through the same `publish()` as `POST /publish`. Identity
- * always comes from the verified cookie, never from a body.
+ * What the demo needs: the HS256 key the nodes verify with (it signs the
+ * session cookie), and a way to publish. A dev-mode node gives its own; `npm
+ * run cluster` gives the cluster's key and the publisher library, so the demo
+ * works through the AWS shape too, served beside the proxy.
  */
-export function devRoutes(app: Hono<{ Bindings: HttpBindings }>, node: HeraldNode, publishDeps: PublishDeps, assets: WebAssets): Record<string, string> {
-  const { config, log } = node.deps;
-  if (!config.dev || config.auth.kind !== 'hs256') return {};
-  const secret = config.auth.secret;
-  const cookie = (value: string, maxAge: number): string => `${config.authCookie}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}`;
+export interface DevDeps {
+  readonly secret: Uint8Array;
+  readonly authCookie: string;
+  readonly authenticate: Authenticator;
+  readonly publish: (events: readonly HeraldEvent[], publisherId: string) => Promise<PublishResult[]>;
+  readonly envelope: Pick<EnvelopeOptions, 'maxDataBytes' | 'defaultTtlSeconds'>;
+  readonly log: Logger;
+  readonly assets: WebAssets;
+}
+
+/**
+ * The demo page and its dev-only API, registered only in dev mode (no
+ * HERALD_JWT_SECRET, loopback only) or beside `npm run cluster`'s proxy: a
+ * sign-in that sets the HttpOnly auth cookie for any user name, and a send that
+ * publishes on behalf of the signed-in user through the same `publish()` as
+ * `POST /publish`. Identity always comes from the verified cookie, never from a body.
+ */
+export function devRoutes(app: Hono<{ Bindings: HttpBindings }>, deps: DevDeps): Record<string, string> {
+  const { secret, log, assets, authenticate } = deps;
+  const cookie = (value: string, maxAge: number): string => `${deps.authCookie}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}`;
 
   const page = (path: string, name: WebAssetName): void => {
     app.get(path, (c) => {
@@ -46,7 +60,7 @@ export function devRoutes(app: Hono<{ Bindings: HttpBindings }>, node: HeraldNod
   page('/demo.css', 'demo.css');
   page('/demo.js', 'demo.js');
 
-  const signedIn = (c: DevContext): Promise<Identity> => node.authenticate({ authorization: undefined, cookie: c.req.header('cookie') });
+  const signedIn = (c: DevContext): Promise<Identity> => authenticate({ authorization: undefined, cookie: c.req.header('cookie') });
 
   app.post('/dev/login', async (c) => {
     const body = await readJson(c);
@@ -81,7 +95,7 @@ export function devRoutes(app: Hono<{ Bindings: HttpBindings }>, node: HeraldNod
   app.post('/dev/send', async (c) => {
     const identity = await signedIn(c);
     const body = await readJson(c);
-    const options = { maxDataBytes: config.maxDataBytes, defaultTtlSeconds: config.defaultTtlSeconds };
+    const options = deps.envelope;
     const publisherId = `dev:${identity.userId}`;
     if (body.kind === 'message') {
       const text = typeof body.text === 'string' ? body.text.trim() : '';
@@ -89,14 +103,14 @@ export function devRoutes(app: Hono<{ Bindings: HttpBindings }>, node: HeraldNod
         throw new HeraldError('bad_request', `text is 1-${MAX_TEXT_LENGTH} characters`, { field: 'text' });
       }
       const event = parseEnvelope({ to: { users: [body.to] }, event: 'message', data: { fromUserId: identity.userId, text } }, options);
-      const [result] = await publish([event], publishDeps, publisherId);
+      const [result] = await deps.publish([event], publisherId);
       return c.json(result, 202);
     }
     if (body.kind === 'job') {
       const jobId = `job-${randomBytes(4).toString('hex')}`;
       const step = (n: number): Promise<unknown> => {
         const data = { jobId, step: n, steps: JOB_STEPS, percent: Math.round((100 * n) / JOB_STEPS), label: 'Exporting your report', done: n === JOB_STEPS };
-        return publish([parseEnvelope({ to: { users: [identity.userId] }, event: 'job.progress', data, ttl: 600 }, options)], publishDeps, publisherId);
+        return deps.publish([parseEnvelope({ to: { users: [identity.userId] }, event: 'job.progress', data, ttl: 600 }, options)], publisherId);
       };
       await step(0);
       runJob(step, (error) => log.warn('dev.job_failed', { jobId, error }));
