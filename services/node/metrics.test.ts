@@ -102,7 +102,6 @@ describe('NodeMetrics.render', () => {
       'herald_deliveries_total 42',
       'herald_replayed_total 3',
       'herald_drops_total{reason="slow_consumer"} 2',
-      'herald_drops_total{reason="closed"} 0',
       'herald_published_total 11',
       'herald_bus_messages_total 13',
       'herald_publish_to_write_seconds_bucket{le="0.005"} 1',

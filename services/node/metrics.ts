@@ -6,7 +6,8 @@
 /** Upper bounds, in seconds, of the publish→write latency buckets. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
-export type DropReason = 'slow_consumer' | 'closed';
+/** Why an event was not written to a stream: the stream was cut for not reading (the event is still in history). */
+export type DropReason = 'slow_consumer';
 
 export class Histogram {
   readonly counts = new Array<number>(LATENCY_BUCKETS.length).fill(0);
@@ -41,7 +42,7 @@ export class NodeMetrics {
   deliveries = 0;
   replayed = 0;
   refusals = new Map<string, number>();
-  drops: Record<DropReason, number> = { slow_consumer: 0, closed: 0 };
+  drops: Record<DropReason, number> = { slow_consumer: 0 };
   closes = new Map<string, number>();
   published = 0;
   busMessages = 0;

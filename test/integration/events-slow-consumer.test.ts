@@ -10,7 +10,7 @@ import { eventually, withDeadline } from '../support/deadline';
 const CAP = 65_536;
 /** The hard limit that goes with it: 8× the cap, raised to hold one full batch of maximum-size events. */
 const HARD_LIMIT = hardQueueLimit(CAP, DEFAULT_MAX_DATA_BYTES);
-/** The tick that checks stalls runs every heartbeat / 4: 250 ms here. */
+/** A short heartbeat, so pings (which the stall checks watch) come often; the node ticks every 100 ms. */
 const FAST_TICKS = { HERALD_HEARTBEAT_MS: '1000' };
 
 interface StalledClient {
