@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { Connection, type StreamSink } from './connection';
 import { Hub } from './hub';
@@ -160,5 +161,36 @@ describe('Hub', () => {
     hub.remove(b1);
     expect(hub.streamsFrom('10.0.0.1')).toBe(0);
     expect((hub as unknown as { byAddress: Map<string, number> }).byAddress.has('10.0.0.1')).toBe(false);
+  });
+
+  it('visits every stream exactly once per round of slots, spread over the slots, and lets a visit close its stream', () => {
+    const hub = new Hub(4);
+    // Ids as the node makes them (herald-node.ts): 9 random bytes in base64url.
+    const all = Array.from({ length: 400 }, (_, i) => conn(randomBytes(9).toString('base64url'), `u${i % 50}`));
+    for (const c of all) hub.add(c);
+    const seen = new Map<string, number>();
+    const perSlot: number[] = [];
+    for (let round = 0; round < 4; round++) {
+      let inSlot = 0;
+      hub.visitNextSlot((c) => {
+        inSlot++;
+        seen.set(c.id, (seen.get(c.id) ?? 0) + 1);
+        if (c.userId === 'u0') hub.remove(c); // closing while visited
+      });
+      perSlot.push(inSlot);
+    }
+    expect(seen.size).toBe(400);
+    expect([...seen.values()].every((n) => n === 1)).toBe(true);
+    // Random ids land evenly: no slot holds twice its share (100 ± ~9 each).
+    expect(Math.max(...perSlot)).toBeLessThan(200);
+    expect(hub.size).toBe(392);
+    let next = 0;
+    for (let round = 0; round < 4; round++) hub.visitNextSlot(() => next++);
+    expect(next).toBe(392);
+  });
+
+  it('refuses a slot count that is not a whole number ≥ 1', () => {
+    expect(() => new Hub(0)).toThrow(RangeError);
+    expect(() => new Hub(1.5)).toThrow(RangeError);
   });
 });
