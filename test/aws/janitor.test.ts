@@ -50,8 +50,11 @@ interface Deployment {
   readonly deps: JanitorDeps;
   /** A running node: its bus started, its heartbeat ahead of the janitor's clock. */
   liveNode(nodeId: string, inbox?: Inbox): Promise<SnsSqsBus>;
-  /** A node that crashed: its bus started and never closed, its heartbeat expired five minutes before the janitor's now. */
-  crashedNode(nodeId: string): Promise<SnsSqsBus>;
+  /**
+   * A node that crashed: its queue and subscription made and left, nothing polling them (a
+   * running bus would make a deleted queue again), its heartbeat expired five minutes before the janitor's now.
+   */
+  crashedNode(nodeId: string): Promise<NodeQueue>;
   queueExists(queueName: string): Promise<boolean>;
   subscriptionArns(topicArn?: string): Promise<string[]>;
   nodeItemExists(nodeId: string): Promise<boolean>;
@@ -85,7 +88,10 @@ async function deployment(): Promise<Deployment> {
     owners,
     deps: { ...clients, topicArn, tableName, queuePrefix, log: silentLogger, clock: ahead },
     liveNode: (nodeId, inbox) => start(nodeId, ahead() + 2 * MINUTE_MS, inbox),
-    crashedNode: (nodeId) => start(nodeId, ahead() - 5 * MINUTE_MS),
+    crashedNode: async (nodeId) => {
+      await owners.heartbeat(nodeId, ahead() - 5 * MINUTE_MS);
+      return openNodeQueue({ sns: emulators.sns, sqs: emulators.sqs, topicArn, queuePrefix, nodeId });
+    },
     queueExists: (queueName) => queueExists(queueName),
     subscriptionArns: async (topic = topicArn) => {
       const { Subscriptions } = await emulators.sns.send(new ListSubscriptionsByTopicCommand({ TopicArn: topic }));
@@ -123,7 +129,7 @@ describe('the janitor', () => {
 
     expect(report).toMatchObject({
       removedQueues: [{ queueName: nodeQueueName(d.queuePrefix, 'crashed-1'), nodeId: 'crashed-1', nodeItemRemoved: true }],
-      removedSubscriptions: [{ subscriptionArn: crashed.nodeQueue!.subscriptionArn, nodeId: 'crashed-1', orphan: false }],
+      removedSubscriptions: [{ subscriptionArn: crashed.subscriptionArn, nodeId: 'crashed-1', orphan: false }],
       skipped: [{ target: nodeQueueName(d.queuePrefix, 'live-1'), reason: 'alive', nodeId: 'live-1' }],
       failed: [],
     });

@@ -1,6 +1,7 @@
 /**
  * The drain of the built node (dist/herald-node.mjs) as a real process: what a
- * Fargate task does between SIGTERM and its exit.
+ * Fargate task does between SIGTERM and its exit, and what Ctrl-C (SIGINT) on
+ * `npm start` does alike.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildEntryPoint, spawnChildNode, type BuiltEntry, type ChildNode } from '../support/child-node';
@@ -41,8 +42,8 @@ async function healthStatus(url: string): Promise<number> {
   return response.status;
 }
 
-describe('drain on SIGTERM (built entry point)', () => {
-  it('fails health, refuses new streams, closes each stream with closing draining and a retry spread over the window, and exits 0', async () => {
+describe('drain on SIGTERM or SIGINT (built entry point)', () => {
+  it.each(['SIGTERM', 'SIGINT'] as const)('on %s: fails health, refuses new streams, closes each stream with closing draining and a retry spread over the window, and exits 0', async (signal) => {
     child = spawnChildNode(entry!.path, {
       HERALD_PORT: '0',
       HERALD_JWT_SECRET: TEST_SECRET,
@@ -58,9 +59,9 @@ describe('drain on SIGTERM (built entry point)', () => {
     await Promise.all(streams.map((s) => s.until((items) => items.some((i) => i.kind === 'event' && i.event === 'ready'), 'ready')));
 
     const signalledAtMs = Date.now();
-    child.signal('SIGTERM');
+    child.signal(signal);
 
-    await eventually(async () => (await healthStatus(url)) === 503, 1000, '/healthz to turn 503 after SIGTERM');
+    await eventually(async () => (await healthStatus(url)) === 503, 1000, `/healthz to turn 503 after ${signal}`);
     const late = await openStream(url, { token: await signToken('latecomer'), label: 'latecomer' });
     expect(late.status).toBe(503);
     expect(JSON.parse(late.body)).toMatchObject({ error: 'draining' });
@@ -86,8 +87,9 @@ describe('drain on SIGTERM (built entry point)', () => {
     expect(Math.max(...closes) - Math.min(...closes)).toBeGreaterThanOrEqual(100);
 
     const exit = await withDeadline(child.exited, DRAIN_MS + 3000, 'the node to exit after the drain');
-    expect(exit.code).toBe(0);
+    expect(exit).toMatchObject({ code: 0, signal: null });
     expect(exit.atMs - signalledAtMs).toBeLessThanOrEqual(DRAIN_MS + 2000);
+    expect(child.logs.find((l) => l.event === 'node.signal')).toMatchObject({ signal, drainMs: DRAIN_MS });
     expect(child.logs.find((l) => l.event === 'node.draining')).toMatchObject({ connections: STREAMS, windowMs: DRAIN_MS });
     expect(child.logs.filter((l) => l.event === 'connection.closed' && l.reason === 'draining')).toHaveLength(STREAMS);
     expect(child.stderrLines).toEqual([]);

@@ -33,6 +33,26 @@ async function expectBackInPlace(node: TestNode, label: string): Promise<void> {
   await back.waitFor((e) => e.id === sentinel.body.id, `the sentinel on ${label}`);
 }
 
+/**
+ * Two nodes of one deployment (one bus network, one ownership store): alice's
+ * tab 1 live on node A, her tab 2 on node B (which drains within 1 s) parked
+ * just after its claim stored, so tab 1's record is already overwritten.
+ */
+async function tabOnATab2ClaimingOnB(): Promise<{ a: TestNode; b: TestNode; tab1: SseStream; afterClaim: Gate; opening: Promise<SseStream> }> {
+  const network = new MemoryNetwork();
+  const owners = new MemoryOwners();
+  const rig = new PortRig();
+  const a = await startTestNode({ network, nodeId: 'node-a', ports: (d) => ({ ...d, owners }) });
+  const b = await startTestNode({ network, nodeId: 'node-b', env: { HERALD_DRAIN_MS: '1000' }, ports: (d) => rig.wrap({ ...d, owners }) });
+  const tab1 = await openStream(a.url, { token: await a.token('alice'), label: 'tab 1 on node A' });
+  await tab1.next('ready');
+  const afterClaim = new Gate('owners.claim of tab 2 on node B');
+  rig.once('after', 'owners.claim', afterClaim.pass);
+  const opening = openStream(b.url, { token: await b.token('alice'), label: 'tab 2 on node B' });
+  await afterClaim.reached();
+  return { a, b, tab1, afterClaim, opening };
+}
+
 describe('a tab displaced by a stream that never opened', () => {
   it('is told to reclaim its place when the newer tab leaves while its claim is in flight', async () => {
     const rig = new PortRig();
@@ -56,18 +76,7 @@ describe('a tab displaced by a stream that never opened', () => {
   });
 
   it('is told to reclaim its place, on another node, when the newer tab’s node begins draining during its claim', async () => {
-    const network = new MemoryNetwork();
-    const owners = new MemoryOwners();
-    const rig = new PortRig();
-    const a = await startTestNode({ network, nodeId: 'node-a', ports: (d) => ({ ...d, owners }) });
-    const b = await startTestNode({ network, nodeId: 'node-b', env: { HERALD_DRAIN_MS: '1000' }, ports: (d) => rig.wrap({ ...d, owners }) });
-    const tab1 = await openStream(a.url, { token: await a.token('alice'), label: 'tab 1 on node A' });
-    await tab1.next('ready');
-
-    const afterClaim = new Gate('owners.claim of tab 2 on node B');
-    rig.once('after', 'owners.claim', afterClaim.pass);
-    const opening = openStream(b.url, { token: await b.token('alice'), label: 'tab 2 on node B' });
-    await afterClaim.reached();
+    const { a, b, tab1, afterClaim, opening } = await tabOnATab2ClaimingOnB();
     const draining = b.node.drain();
     afterClaim.open();
 
@@ -103,18 +112,7 @@ describe('a tab displaced by a stream that never opened', () => {
   });
 
   it('is told it was replaced when an even newer tab on another node displaced the one that claimed its place, though that one’s node is draining', async () => {
-    const network = new MemoryNetwork();
-    const owners = new MemoryOwners();
-    const rig = new PortRig();
-    const a = await startTestNode({ network, nodeId: 'node-a', ports: (d) => ({ ...d, owners }) });
-    const b = await startTestNode({ network, nodeId: 'node-b', env: { HERALD_DRAIN_MS: '1000' }, ports: (d) => rig.wrap({ ...d, owners }) });
-    const tab1 = await openStream(a.url, { token: await a.token('alice'), label: 'tab 1 on node A' });
-    await tab1.next('ready');
-
-    const afterClaim = new Gate('owners.claim of tab 2 on node B');
-    rig.once('after', 'owners.claim', afterClaim.pass);
-    const opening = openStream(b.url, { token: await b.token('alice'), label: 'tab 2 on node B' });
-    await afterClaim.reached();
+    const { a, b, tab1, afterClaim, opening } = await tabOnATab2ClaimingOnB();
     const tab3 = await openStream(a.url, { token: await a.token('alice'), label: 'tab 3 on node A' });
     await tab3.next('ready');
     await eventually(() => b.logs.some((l) => l.event === 'connection.closed' && l.reason === 'replaced'), 3000, 'node B to close tab 2 as replaced');
