@@ -64,7 +64,8 @@ export class HeraldFunction extends Construct {
         sourcesContent: false,
         // Some dependencies are CommonJS and call require(): give the ESM bundle one.
         banner: "import { createRequire as __heraldCreateRequire } from 'node:module'; const require = __heraldCreateRequire(import.meta.url);",
-        // esbuild is a devDependency; never fall back to a Docker build (there may be no Docker engine).
+        // Bundle with the local esbuild (a devDependency), not in Docker, which there may be no engine for.
+        // If esbuild could not run, the CDK would still try Docker, and fail: `npm ci` installs it.
         forceDockerBundling: false,
       },
     });
