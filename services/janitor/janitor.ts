@@ -205,7 +205,6 @@ function ownership(tags: Record<string, string>, topicArn: string, nodeId: strin
   return tags[NODE_QUEUE_TAGS.node] === nodeId ? undefined : 'tag_mismatch';
 }
 
-
 /** The queue name of an SQS subscription whose queue is named under the prefix; undefined for anything else. */
 function queueNameOf(sub: Subscription, queuePrefix: string): string | undefined {
   if (sub.protocol !== 'sqs' || sub.subscriptionArn === 'PendingConfirmation') return undefined;

@@ -17,10 +17,13 @@ import { Connection, type BackpressureLimits } from './connection';
 import { Hub } from './hub';
 import { NodeMetrics } from './metrics';
 import { createAuthenticator, type Authenticator } from './auth';
-import { RECLAIM_RETRY_MS, openStream } from './open-stream';
+import { openStream } from './open-stream';
 import { jittered } from './jitter';
 import { retryWithBackoff } from './retry';
 import { HttpStreamSink, chunk } from './http-stream-sink';
+
+/** Why the server itself ends a stream (not the client leaving, nor a newer tab taking over). */
+export type ServerCloseReason = Exclude<CloseReason, 'replaced' | 'client_closed' | 'slow_consumer'>;
 
 export interface NodeDeps {
   readonly config: Config;
@@ -56,6 +59,8 @@ export function hardQueueLimit(maxQueuedBytes: number, maxDataBytes: number): nu
 const NODE_TTL_MS = 15_000;
 /** An early drain (the task is being deregistered) ends this much before the ALB's deregistration delay does. */
 export const EARLY_DRAIN_MARGIN_MS = 7_000;
+/** How soon a tab told to `reclaim` its place reconnects: at once, give or take. */
+const RECLAIM_RETRY_MS = 200;
 /** Telling another node's tab it was replaced outlasts a bus outage of a few minutes. */
 const REPLACE_RETRY = { firstMs: 250, maxMs: 10_000, giveUpAfterMs: 5 * 60_000 };
 /**
@@ -230,11 +235,16 @@ export class HeraldNode {
     if (this.draining) this.closeWith(connection, 'draining');
   }
 
-  closeWith(connection: Connection, reason: Exclude<CloseReason, 'replaced' | 'client_closed' | 'slow_consumer'>): void {
+  closeWith(connection: Connection, reason: ServerCloseReason): void {
+    connection.close(reason, chunk(this.closingFrame(reason)));
+  }
+
+  /** The last frame of a stream the server ends: `closing`, after a jittered `retry:`. */
+  closingFrame(reason: ServerCloseReason): string {
     // A reclaiming tab should come back at once; a drained fleet spread out.
-    const retryMs =
-      reason === 'draining' ? jittered(this.deps.config.retryMs, 1) : reason === 'reclaim' ? jittered(RECLAIM_RETRY_MS, 0.5) : jittered(this.deps.config.retryMs, 0.5);
-    connection.close(reason, chunk(frameClosing(reason, retryMs)));
+    const { retryMs } = this.deps.config;
+    const ms = reason === 'draining' ? jittered(retryMs, 1) : reason === 'reclaim' ? jittered(RECLAIM_RETRY_MS, 0.5) : jittered(retryMs, 0.5);
+    return frameClosing(reason, ms);
   }
 
   private async runDrain(windowMs: number): Promise<void> {

@@ -59,12 +59,6 @@ export class Hub {
     for (const connection of slot) visit(connection);
   }
 
-  /** Ids are random, so two of their characters spread streams evenly over the slots. */
-  private slotOf(connection: Connection): Set<Connection> {
-    const { id } = connection;
-    return this.slots[(id.charCodeAt(0) * 64 + id.charCodeAt(id.length - 1)) % this.slots.length]!;
-  }
-
   /** Open streams from one client address. */
   streamsFrom(address: string): number {
     return this.byAddress.get(address) ?? 0;
@@ -100,5 +94,11 @@ export class Hub {
 
   snapshot(): Connection[] {
     return [...this.all()];
+  }
+
+  /** Ids are random, so two of their characters spread streams evenly over the slots. */
+  private slotOf(connection: Connection): Set<Connection> {
+    const { id } = connection;
+    return this.slots[(id.charCodeAt(0) * 64 + id.charCodeAt(id.length - 1)) % this.slots.length]!;
   }
 }

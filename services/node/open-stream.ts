@@ -4,14 +4,11 @@ import type { ClaimResult } from '../ports/owners';
 import type { ReplayResult } from '../ports/history';
 import { eventIdFloor, isEventId } from '../protocol/event-id';
 import { HeraldError } from '../protocol/errors';
-import { frameClosing, frameEvent, frameGap, frameReady, frameReplaced, frameRetry } from '../protocol/sse-frame';
+import { frameEvent, frameGap, frameReady, frameReplaced, frameRetry } from '../protocol/sse-frame';
 import type { Connection } from './connection';
 import type { HeraldNode } from './herald-node';
 import { jittered } from './jitter';
 import { chunk } from './http-stream-sink';
-
-/** How soon a tab told to `reclaim` its place reconnects: at once, give or take. */
-export const RECLAIM_RETRY_MS = 200;
 
 /**
  * How far before its claim a stream without a position starts (the id its
@@ -141,7 +138,7 @@ function settleClosedWhileClaiming(node: HeraldNode, connection: Connection, res
   if (reason === 'reclaim') {
     // A stream that ends makes even a bare EventSource come back (a refusal would stop it).
     res.writeHead(200, STREAM_HEADERS);
-    res.end(Buffer.from(frameClosing('reclaim', jittered(RECLAIM_RETRY_MS, 0.5))));
+    res.end(Buffer.from(node.closingFrame('reclaim')));
   } else if (reason === 'draining') {
     throw new HeraldError('draining', 'this node is shutting down; reconnect', { retryAfterMs: 1000 });
   }
