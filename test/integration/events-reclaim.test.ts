@@ -33,6 +33,17 @@ async function expectBackInPlace(node: TestNode, label: string): Promise<void> {
   await back.waitFor((e) => e.id === sentinel.body.id, `the sentinel on ${label}`);
 }
 
+/** One node: alice's tab 1 live, and the next claim (tab 2's, which the test opens) to be parked just after it is stored. */
+async function tab1LiveTab2ClaimParked(): Promise<{ node: TestNode; tab1: SseStream; afterClaim: Gate }> {
+  const rig = new PortRig();
+  const node = await startTestNode({ ports: rig.wrap });
+  const tab1 = await openStream(node.url, { token: await node.token('alice'), label: 'tab 1' });
+  await tab1.next('ready');
+  const afterClaim = new Gate('owners.claim of tab 2');
+  rig.once('after', 'owners.claim', afterClaim.pass);
+  return { node, tab1, afterClaim };
+}
+
 /**
  * Two nodes of one deployment (one bus network, one ownership store): alice's
  * tab 1 live on node A, her tab 2 on node B (which drains within 1 s) parked
@@ -55,14 +66,9 @@ async function tabOnATab2ClaimingOnB(): Promise<{ a: TestNode; b: TestNode; tab1
 
 describe('a tab displaced by a stream that never opened', () => {
   it('is told to reclaim its place when the newer tab leaves while its claim is in flight', async () => {
-    const rig = new PortRig();
-    const node = await startTestNode({ ports: rig.wrap });
-    const tab1 = await openStream(node.url, { token: await node.token('alice'), label: 'tab 1' });
-    await tab1.next('ready');
+    const { node, tab1, afterClaim } = await tab1LiveTab2ClaimParked();
 
     // Tab 2's claim is stored (tab 1's record overwritten), then parked; tab 2's client leaves meanwhile.
-    const afterClaim = new Gate('owners.claim of tab 2');
-    rig.once('after', 'owners.claim', afterClaim.pass);
     const leaving = new AbortController();
     const opening = openStream(node.url, { token: await node.token('alice'), label: 'tab 2', signal: leaving.signal }).catch(() => 'left');
     await afterClaim.reached();
@@ -89,13 +95,8 @@ describe('a tab displaced by a stream that never opened', () => {
   });
 
   it('is told it was replaced, not to reclaim, when an even newer tab displaced the one that claimed its place', async () => {
-    const rig = new PortRig();
-    const node = await startTestNode({ ports: rig.wrap });
-    const tab1 = await openStream(node.url, { token: await node.token('alice'), label: 'tab 1' });
-    await tab1.next('ready');
+    const { node, tab1, afterClaim } = await tab1LiveTab2ClaimParked();
 
-    const afterClaim = new Gate('owners.claim of tab 2');
-    rig.once('after', 'owners.claim', afterClaim.pass);
     const opening = openStream(node.url, { token: await node.token('alice'), label: 'tab 2' });
     await afterClaim.reached();
     const tab3 = await openStream(node.url, { token: await node.token('alice'), label: 'tab 3' });
