@@ -6,15 +6,24 @@
  *
  *   {"v":1,"kind":"deliver","id":"01J…","event":"message","to":{"users":["alice"]},
  *    "ttl":3600,"publishedAtMs":1764064217000,"data":{"text":"Hello 👋"}}
+ *   {"v":1,"kind":"deliver","events":[
+ *     {"id":"01J…","event":"message","to":{"users":["alice"]},"ttl":3600,"publishedAtMs":1764064217000,"data":{"text":"Hi"}},
+ *     {"id":"01J…","event":"typing","to":{"all":true},"ttl":0,"publishedAtMs":1764064217000,"data":null}]}
  *   {"v":1,"kind":"replace","userId":"alice","connectionId":"c-1","byConnectionId":"c-2"}
  *   {"v":1,"kind":"replace","userId":"alice","connectionId":"c-1","byConnectionId":"c-2","reclaim":true}
  *   {"v":1,"kind":"drain"}
  *   {"v":1,"kind":"probe","nonce":"kq3…"}
  *
+ * A deliver of one event keeps the first shape, which nodes of the previous
+ * release read during a rolling deploy; several events (1-`MAX_BATCH`, written
+ * in order) take the `events` shape. Either reads as `{ kind: 'deliver', events }`.
+ * Each field of an event is checked by the parsers a publish envelope uses
+ * (`notification-fields.ts`), so a bad field gets the same code on either path.
+ *
  * A probe is internal to the SNS→SQS bus: a starting node sends it to itself to
  * confirm that its subscription delivers. The bus consumes it; no handler sees it.
  *
- * The event's `data` is already serialized JSON, so it is spliced in raw: quoting
+ * An event's `data` is already serialized JSON, so it is spliced in raw: quoting
  * it as a string would escape every `"` and nearly double it against SNS's
  * 256 KiB message limit (DESIGN.md, "Publish envelope").
  *
@@ -24,11 +33,22 @@
  * cannot replay it, and a redelivered copy without an id gets a fresh id that
  * clients cannot dedupe. Direct publishers should send an `id`.
  */
-import { parseEnvelope, isValidUserId, type EnvelopeOptions, type HeraldEvent, type Recipients } from './envelope';
+import { parseEnvelope, type EnvelopeOptions, type HeraldEvent } from './envelope';
 import type { BusMessage } from '../ports/bus';
 import { HeraldError, type ErrorCode } from './errors';
-import { isEventId } from './event-id';
-import { EVENT_NAME_PATTERN, MAX_DATA_BYTES_CEILING, MAX_RECIPIENTS, MAX_TTL_SECONDS, RESERVED_EVENT_NAMES } from './limits';
+import { MAX_BATCH, MAX_DATA_BYTES_CEILING } from './limits';
+import {
+  atIndex,
+  isPlainObject,
+  isValidUserId,
+  parseEventId,
+  parseEventName,
+  parsePublishedAtMs,
+  parseRecipients,
+  parseTtl,
+  refuseUnknownFields,
+  serializeData,
+} from './notification-fields';
 import { utf8Length } from './utf8';
 
 export const BUS_WIRE_VERSION = 1;
@@ -66,6 +86,8 @@ export interface BusAttributes {
 }
 
 const DELIVER_KEYS: ReadonlySet<string> = new Set(['v', 'kind', 'id', 'event', 'to', 'ttl', 'publishedAtMs', 'data']);
+const DELIVER_EVENTS_KEYS: ReadonlySet<string> = new Set(['v', 'kind', 'events']);
+const EVENT_KEYS: ReadonlySet<string> = new Set(['id', 'event', 'to', 'ttl', 'publishedAtMs', 'data']);
 const REPLACE_KEYS: ReadonlySet<string> = new Set(['v', 'kind', 'userId', 'connectionId', 'byConnectionId', 'reclaim']);
 const DRAIN_KEYS: ReadonlySet<string> = new Set(['v', 'kind']);
 const PROBE_KEYS: ReadonlySet<string> = new Set(['v', 'kind', 'nonce']);
@@ -96,93 +118,148 @@ export function encodeBusProbe(nonce: string): string {
 // They can only stand inside JSON strings, where the \u escape means the same thing.
 const SQS_UNSAFE = /[\uFFFE\uFFFF]/g;
 
-/** The body of one message. The event's `data` goes in verbatim; the caller checks the size. */
+function sqsSafe(json: string): string {
+  return json.replace(SQS_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+}
+
+const DELIVER_HEAD = `{"v":${BUS_WIRE_VERSION},"kind":"deliver",`;
+const EVENTS_HEAD = `{"v":${BUS_WIRE_VERSION},"kind":"deliver","events":[`;
+const EVENTS_TAIL = ']}';
+/** Bytes a one-event body adds to its event's part (which brings its own `{`). */
+const ONE_EVENT_OVERHEAD = DELIVER_HEAD.length - 1;
+const EVENTS_OVERHEAD = EVENTS_HEAD.length + EVENTS_TAIL.length;
+
+/** One event as a JSON object, `data` spliced in raw. `minted` stays behind: only the publishing process knows it. */
+function encodeEvent(heraldEvent: HeraldEvent): string {
+  const { id, event, to, ttlSeconds, publishedAtMs, data } = heraldEvent;
+  const head = JSON.stringify({ id, event, to, ttl: ttlSeconds, publishedAtMs });
+  return sqsSafe(`${head.slice(0, -1)},"data":${data}}`);
+}
+
+/** The deliver body of some encoded events: one event in the shape the previous release reads, more as `events`. */
+function deliverBody(parts: readonly string[]): string {
+  const [only] = parts;
+  if (parts.length === 1 && only !== undefined) return DELIVER_HEAD + only.slice(1);
+  return `${EVENTS_HEAD}${parts.join(',')}${EVENTS_TAIL}`;
+}
+
+function checkEventCount(count: number, max: number): void {
+  if (count === 0 || count > max) throw new Error(`a deliver message carries 1-${max} events; this one has ${count}`);
+}
+
+/** The body of one message. Each event's `data` goes in verbatim; the caller checks the size. */
 export function encodeBusMessage(message: BusMessage): string {
-  let body: string;
   if (message.kind === 'replace') {
     const { userId, connectionId, byConnectionId, reclaim } = message;
-    body = JSON.stringify({ v: BUS_WIRE_VERSION, kind: 'replace', userId, connectionId, byConnectionId, ...(reclaim === true ? { reclaim } : {}) });
-  } else if (message.kind === 'drain') {
-    body = JSON.stringify({ v: BUS_WIRE_VERSION, kind: 'drain' });
-  } else {
-    const { id, event, to, ttlSeconds, publishedAtMs, data } = message.event;
-    const head = JSON.stringify({ v: BUS_WIRE_VERSION, kind: 'deliver', id, event, to, ttl: ttlSeconds, publishedAtMs });
-    body = `${head.slice(0, -1)},"data":${data}}`;
+    return sqsSafe(JSON.stringify({ v: BUS_WIRE_VERSION, kind: 'replace', userId, connectionId, byConnectionId, ...(reclaim === true ? { reclaim } : {}) }));
   }
-  return body.replace(SQS_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+  if (message.kind === 'drain') return JSON.stringify({ v: BUS_WIRE_VERSION, kind: 'drain' });
+  checkEventCount(message.events.length, MAX_BATCH);
+  return deliverBody(message.events.map(encodeEvent));
+}
+
+function tooLarge(bytes: number, maxBodyBytes: number): HeraldError {
+  return new HeraldError('payload_too_large', `a bus message is at most ${maxBodyBytes} bytes; this one is ${bytes}`, { field: 'data' });
 }
 
 /**
- * The bodies that carry `message` within `maxBodyBytes` each. A deliver message
- * whose recipient list makes it too big is split by recipients: each part is the
- * same event (same id) for some of the users, which the node handles exactly as
- * the whole. A message that cannot fit even for one user is refused.
+ * The bodies of one event that is too big for one body with all its users: the
+ * same event (same id) for some of the users in each, which the node handles
+ * exactly as the whole. Refused when it cannot fit even for one user.
  */
-export function encodeBusMessageWithin(message: BusMessage, maxBodyBytes: number): string[] {
-  const body = encodeBusMessage(message);
-  if (utf8Length(body) <= maxBodyBytes) return [body];
-  if (message.kind === 'deliver' && 'users' in message.event.to && message.event.to.users.length > 1) {
-    const users = message.event.to.users;
-    const half = Math.ceil(users.length / 2);
-    return [users.slice(0, half), users.slice(half)].flatMap((part) =>
-      encodeBusMessageWithin({ kind: 'deliver', event: { ...message.event, to: { users: part } } }, maxBodyBytes),
-    );
-  }
-  throw new HeraldError('payload_too_large', `a bus message is at most ${maxBodyBytes} bytes; this one is ${utf8Length(body)}`, {
-    field: 'data',
-  });
+function splitByRecipients(heraldEvent: HeraldEvent, maxBodyBytes: number): string[] {
+  const body = deliverBody([encodeEvent(heraldEvent)]);
+  const bytes = utf8Length(body);
+  if (bytes <= maxBodyBytes) return [body];
+  const { to } = heraldEvent;
+  if (!('users' in to) || to.users.length < 2) throw tooLarge(bytes, maxBodyBytes);
+  const half = Math.ceil(to.users.length / 2);
+  return [to.users.slice(0, half), to.users.slice(half)].flatMap((users) => splitByRecipients({ ...heraldEvent, to: { users } }, maxBodyBytes));
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+/**
+ * The bodies that carry `message` within `maxBodyBytes` each, in order. A
+ * deliver packs its events greedily: each body takes as many of the next events
+ * (at most `MAX_BATCH`) as fit, each event encoded once. An event too big for a
+ * body of its own is split by recipients; one that cannot fit even for one user
+ * is refused with `payload_too_large`.
+ */
+export function encodeBusMessageWithin(message: BusMessage, maxBodyBytes: number): string[] {
+  if (message.kind !== 'deliver') {
+    const body = encodeBusMessage(message);
+    const bytes = utf8Length(body);
+    if (bytes > maxBodyBytes) throw tooLarge(bytes, maxBodyBytes);
+    return [body];
+  }
+  checkEventCount(message.events.length, Number.POSITIVE_INFINITY);
+  const bodies: string[] = [];
+  let run: string[] = [];
+  let runBytes = 0; // the run's parts and the commas between them
+  const flush = (): void => {
+    if (run.length > 0) bodies.push(deliverBody(run));
+    run = [];
+    runBytes = 0;
+  };
+  for (const heraldEvent of message.events) {
+    const part = encodeEvent(heraldEvent);
+    const bytes = utf8Length(part);
+    if (ONE_EVENT_OVERHEAD + bytes > maxBodyBytes) {
+      flush();
+      bodies.push(...splitByRecipients(heraldEvent, maxBodyBytes));
+    } else if (run.length === 0 || run.length === MAX_BATCH || EVENTS_OVERHEAD + runBytes + 1 + bytes > maxBodyBytes) {
+      // A run of one is written in the one-event shape, which fits: checked above.
+      flush();
+      run = [part];
+      runBytes = bytes;
+    } else {
+      run.push(part);
+      runBytes += 1 + bytes;
+    }
+  }
+  flush();
+  return bodies;
 }
 
 function refuse(code: ErrorCode, message: string, field: string): never {
   throw new HeraldError(code, `bus message: ${message}`, { field });
 }
 
-function checkKeys(input: Record<string, unknown>, allowed: ReadonlySet<string>): void {
-  for (const key of Object.keys(input)) if (!allowed.has(key)) refuse('envelope_invalid', `unknown field "${key}"`, key);
-}
-
-function readRecipients(to: unknown): Recipients {
-  if (isPlainObject(to) && Object.keys(to).length === 1 && to.all === true) return { all: true };
-  if (!isPlainObject(to) || Object.keys(to).length !== 1 || !Array.isArray(to.users)) {
-    return refuse('recipients_invalid', '`to` is {"users":[...]} or {"all":true}', 'to');
-  }
-  const users: unknown[] = to.users;
-  if (users.length === 0 || users.length > MAX_RECIPIENTS) refuse('recipients_invalid', `1-${MAX_RECIPIENTS} users`, 'to.users');
-  users.forEach((user, i) => {
-    if (!isValidUserId(user)) refuse('recipients_invalid', 'not a valid user id', `to.users[${i}]`);
-  });
-  return { users: users as string[] };
+function readEvent(input: Record<string, unknown>): HeraldEvent {
+  return {
+    id: parseEventId(input.id),
+    event: parseEventName(input.event),
+    // Parsed with the body, so serialized again: the same text for anything JSON.stringify produced.
+    data: serializeData(input.data, MAX_DATA_BYTES_CEILING),
+    to: parseRecipients(input.to),
+    ttlSeconds: parseTtl(input.ttl),
+    publishedAtMs: parsePublishedAtMs(input.publishedAtMs),
+  };
 }
 
 function readDeliver(input: Record<string, unknown>): BusMessage {
-  checkKeys(input, DELIVER_KEYS);
-  const { id, event, ttl, publishedAtMs, data } = input;
-  if (!isEventId(id)) return refuse('event_id_invalid', 'id is a ULID', 'id');
-  if (typeof event !== 'string' || !EVENT_NAME_PATTERN.test(event) || RESERVED_EVENT_NAMES.has(event)) {
-    return refuse('event_name_invalid', 'event is 1-64 characters of A-Z a-z 0-9 _ . : - and not a stream name', 'event');
+  if (!('events' in input)) {
+    refuseUnknownFields(input, DELIVER_KEYS);
+    return { kind: 'deliver', events: [readEvent(input)] };
   }
-  if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 0 || ttl > MAX_TTL_SECONDS) {
-    return refuse('ttl_invalid', `ttl is whole seconds from 0 to ${MAX_TTL_SECONDS}`, 'ttl');
+  refuseUnknownFields(input, DELIVER_EVENTS_KEYS);
+  const { events } = input;
+  if (!Array.isArray(events) || events.length === 0 || events.length > MAX_BATCH) {
+    return refuse('batch_invalid', `events is a list of 1-${MAX_BATCH} events`, 'events');
   }
-  if (typeof publishedAtMs !== 'number' || !Number.isSafeInteger(publishedAtMs) || publishedAtMs < 0) {
-    return refuse('envelope_invalid', 'publishedAtMs is epoch milliseconds', 'publishedAtMs');
-  }
-  if (data === undefined) return refuse('envelope_invalid', '`data` is required', 'data');
-  // Parsed with the body, so serialize it again: the same text for anything JSON.stringify produced.
-  const json = JSON.stringify(data);
-  if (utf8Length(json) > MAX_DATA_BYTES_CEILING) {
-    return refuse('payload_too_large', `data is over ${MAX_DATA_BYTES_CEILING} bytes`, 'data');
-  }
-  const heraldEvent: HeraldEvent = { id, event, data: json, to: readRecipients(input.to), ttlSeconds: ttl, publishedAtMs };
-  return { kind: 'deliver', event: heraldEvent };
+  return {
+    kind: 'deliver',
+    events: events.map((item: unknown, index) =>
+      atIndex(index, () => {
+        if (!isPlainObject(item)) return refuse('envelope_invalid', 'an event is a JSON object', '');
+        refuseUnknownFields(item, EVENT_KEYS);
+        return readEvent(item);
+      }),
+    ),
+  };
 }
 
 function readReplace(input: Record<string, unknown>): BusMessage {
-  checkKeys(input, REPLACE_KEYS);
+  refuseUnknownFields(input, REPLACE_KEYS);
   const { userId, connectionId, byConnectionId, reclaim } = input;
   if (!isValidUserId(userId)) return refuse('envelope_invalid', 'not a valid user id', 'userId');
   // Connection ids follow the user id rules: short, printable, safe in logs and keys.
@@ -219,17 +296,17 @@ export function parseBusWireMessage(body: string, attributes: BusAttributes, opt
     if (attributes.node !== undefined && attributes.node !== ALL_NODES) {
       return refuse('envelope_invalid', 'a plain envelope is routed to all nodes or has no node attribute', NODE_ATTRIBUTE);
     }
-    return { kind: 'deliver', event: parseEnvelope(input, { maxDataBytes: MAX_DATA_BYTES_CEILING, ...options }) };
+    return { kind: 'deliver', events: [parseEnvelope(input, { maxDataBytes: MAX_DATA_BYTES_CEILING, ...options })] };
   }
   if (input.v !== BUS_WIRE_VERSION) return refuse('envelope_invalid', `unknown version ${JSON.stringify(input.v)}`, 'v');
   if (input.kind === 'deliver') return readDeliver(input);
   if (input.kind === 'replace') return readReplace(input);
   if (input.kind === 'drain') {
-    checkKeys(input, DRAIN_KEYS);
+    refuseUnknownFields(input, DRAIN_KEYS);
     return { kind: 'drain' };
   }
   if (input.kind === 'probe') {
-    checkKeys(input, PROBE_KEYS);
+    refuseUnknownFields(input, PROBE_KEYS);
     const { nonce } = input;
     if (typeof nonce !== 'string' || !PROBE_NONCE_PATTERN.test(nonce)) return refuse('envelope_invalid', 'nonce is 8-64 characters of A-Z a-z 0-9 _ -', 'nonce');
     return { kind: 'probe', nonce };

@@ -63,6 +63,7 @@ describe('parseEnvelope', () => {
       ttlSeconds: 60,
       publishedAtMs: NOW,
     });
+    expect(event).not.toHaveProperty('minted');
   });
 
   describe('the envelope itself', () => {
@@ -351,14 +352,17 @@ describe('parseEnvelope', () => {
   });
 
   describe('id', () => {
-    it('keeps a valid ULID given by the publisher', () => {
-      expect(parse(envelope({ id: VALID_ID })).id).toBe(VALID_ID);
+    it('keeps a valid ULID given by the publisher, and does not mark it minted: an earlier publish may have used it', () => {
+      const event = parse(envelope({ id: VALID_ID }));
+      expect(event.id).toBe(VALID_ID);
+      expect(event).not.toHaveProperty('minted');
     });
 
-    it('assigns a ULID of the publish time when absent', () => {
+    it('assigns a ULID of the publish time when absent, and marks it minted', () => {
       const event = parse(envelope());
       expect(isEventId(event.id)).toBe(true);
       expect(eventIdTimeMs(event.id)).toBe(NOW);
+      expect(event.minted).toBe(true);
     });
 
     it('assigns a different, larger id on each call', () => {
@@ -419,6 +423,7 @@ describe('parsePublishBody', () => {
   it('wraps a single envelope in a list of one', () => {
     const events = parsePublishBody(envelope({ id: VALID_ID }), { nowMs: NOW });
     expect(events.map((e) => e.id)).toEqual([VALID_ID]);
+    expect(events[0]).not.toHaveProperty('minted');
   });
 
   it('accepts a batch of 1', () => {
@@ -431,6 +436,7 @@ describe('parsePublishBody', () => {
     const ids = events.map((e) => e.id);
     expect(ids).toEqual([...ids].sort());
     expect(new Set(ids).size).toBe(MAX_BATCH);
+    expect(events.every((e) => e.minted === true)).toBe(true);
   });
 
   it('passes the options to every item', () => {
