@@ -31,10 +31,18 @@ export const NODE_TABLE_ACTIONS = [
 
 /**
  * The item operations the publisher sends (services/publisher/): the publish
- * budget, the history append and the owner lookup. No UpdateItem: only a node
- * releases a tab (DynamoOwners.release), the publisher only locates.
+ * budget (UpdateItem leases, GetItem on a denial), the history append
+ * (BatchWriteItem; PutItem and GetItem for a caller-chosen id) and the owner
+ * lookup. No DeleteItem.
  */
-export const PUBLISHER_TABLE_ACTIONS = ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem'] as const;
+export const PUBLISHER_TABLE_ACTIONS = [
+  'dynamodb:GetItem',
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
+  'dynamodb:Query',
+  'dynamodb:BatchGetItem',
+  'dynamodb:BatchWriteItem',
+] as const;
 
 /** The janitor reads a node's items and removes those of dead nodes, nothing else. */
 export const JANITOR_TABLE_ACTIONS = ['dynamodb:Query', 'dynamodb:DeleteItem'] as const;

@@ -6,6 +6,7 @@ import { MemoryBus, MemoryNetwork } from '../../services/adapters/memory/memory-
 import { MemoryHistory } from '../../services/adapters/memory/memory-history';
 import { MemoryOwners } from '../../services/adapters/memory/memory-owners';
 import { TokenBucketLimiter } from '../../services/adapters/memory/token-bucket';
+import { LeasedRateLimiter } from '../../services/shared/leased-rate-limiter';
 import { describeBusContract } from './bus.contract';
 import { describeHistoryContract } from './history.contract';
 import { describeOwnersContract } from './owners.contract';
@@ -33,4 +34,14 @@ describeHistoryContract('memory', (context, options) =>
 
 describeRateLimiterContract('memory', (context, budget) =>
   Promise.resolve({ limiter: new TokenBucketLimiter(budget, context.clock.now), cleanup: nothingToClean }),
+);
+
+// Leases pass the whole contract: every take it asserts on drains the local tokens or
+// waits out a denial, and the contract's small budgets cap the chunk at one token. What
+// only leases do (chunks, expiry, one lease in flight) is in leased-rate-limiter.test.ts.
+describeRateLimiterContract('leased over memory', (context, budget) =>
+  Promise.resolve({
+    limiter: new LeasedRateLimiter({ shared: new TokenBucketLimiter(budget, context.clock.now), budget, clock: context.clock.now }),
+    cleanup: nothingToClean,
+  }),
 );

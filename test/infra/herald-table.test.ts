@@ -58,7 +58,7 @@ describe('HeraldTable', () => {
     const { stack, table, role, tableArn } = setup();
     table.grantPublisher(role);
     expect(grantsOf(Template.fromStack(stack), stack, role)).toEqual([
-      { actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem'], resource: [tableArn] },
+      { actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query', 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem'], resource: [tableArn] },
     ]);
   });
 

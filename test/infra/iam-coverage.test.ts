@@ -21,7 +21,7 @@ const CLIENT_PREFIX: Record<string, string> = {
 };
 
 /**
- * Commands IAM authorizes as another action. SQS has no batch actions: a
+ * Commands IAM authorizes as another action. SQS and SNS have no batch actions: a
  * batch call is allowed or denied as its single-message action, so granting
  * `sqs:DeleteMessageBatch` allows nothing and dropping `sqs:DeleteMessage`
  * denies every DeleteMessageBatch.
@@ -30,6 +30,8 @@ const AUTHORIZED_AS: Readonly<Record<string, string>> = {
   'sqs:DeleteMessageBatch': 'sqs:DeleteMessage',
   'sqs:SendMessageBatch': 'sqs:SendMessage',
   'sqs:ChangeMessageVisibilityBatch': 'sqs:ChangeMessageVisibility',
+  // SNS likewise: PublishBatch is allowed by sns:Publish.
+  'sns:PublishBatch': 'sns:Publish',
 };
 
 interface Bundle {
@@ -150,9 +152,6 @@ const ROLES: [string, RoleCase][] = [
       role: () => app().stack.publisher.role,
       entry: 'services/publisher/lambda.ts',
       alsoGranted: { ...TOPIC_KEY, ...LAMBDA_LOGS },
-      neverSent: {
-        'dynamodb:UpdateItem': { method: 'release', reason: 'DynamoOwners.release is a node letting go of a tab; the publisher only locates owners' },
-      },
     },
   ],
   ['the janitor Lambda', { role: () => app().stack.janitor.role, entry: 'services/janitor/lambda.ts', alsoGranted: LAMBDA_LOGS }],

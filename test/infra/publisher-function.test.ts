@@ -46,7 +46,7 @@ describe('PublisherFunction', () => {
       { actions: ['sns:Publish'], resource: resolved(stack, bus.topic.topicArn) },
       { actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resource: resolved(stack, bus.key.keyArn) },
       {
-        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem'],
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query', 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem'],
         resource: [resolved(stack, table.table.tableArn)],
       },
     ]);

@@ -1,10 +1,9 @@
-import { assertBudget, denial, tokensAt } from '../../shared/token-bucket';
-import { GetItemCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetItemCommand, UpdateItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { systemClock, type Clock } from '../../ports/clock';
 import type { RateBudget, RateDecision, RateLimiter } from '../../ports/rate-limiter';
 import { unavailable } from '../../protocol/faults';
-import { CONDITION_FAILED, backoff, call, conditional, keys, n, readNumber, ttlAt, type Item } from './dynamo-items';
-import { TABLE } from './table';
+import { assertBudget } from '../../shared/token-bucket';
+import { CONDITION_FAILED, call, conditional, keys, n, readNumber, ttlAt, type Item } from './dynamo-items';
 
 export interface DynamoRateLimiterOptions {
   /** Shared with the rest of the process: `close()` leaves it open. */
@@ -15,30 +14,50 @@ export interface DynamoRateLimiterOptions {
   readonly clock?: Clock;
 }
 
-/**
- * Each take that lost a race retries; a loss means another take was written,
- * so on a fresh key no take loses more than `burst` times.
- */
-const MAX_ATTEMPTS = 12;
-/** Kept this long past the moment the bucket is full again; a deleted bucket reads as full anyway. */
+/** Kept this long past the latest moment the bucket can be full again; a deleted bucket reads as full anyway. */
 const TTL_MARGIN_MS = 60_000;
+/**
+ * Grace for float rounding: `:limit` is computed in binary floating point on
+ * epoch milliseconds (ulp ≈ 0.25 µs) while DynamoDB sums `tat` in decimal, so
+ * an exact fit could otherwise miss by a rounding. It never accumulates: at
+ * most 1 µs worth of tokens early.
+ */
+const EPSILON_MS = 0.001;
+/** Keys whose last `tat` this instance remembers, to pick the right write first. */
+const HINT_LIMIT = 10_000;
 const BUCKET = 'rate bucket';
 
 /**
- * `RateLimiter` on the single table (table.ts): a token bucket per key, item
- * pk `rate#<key>` with `tokens` and `updatedAtMs`, the same arithmetic as the
- * memory adapter's. Shared by every publisher instance, so the budget holds
- * across Lambdas and nodes.
+ * `RateLimiter` on the single table (table.ts): GCRA, the exact equivalent of
+ * the shared token bucket, item pk `rate#<key>` holding `tat`, the theoretical
+ * arrival time in ms (`tat ≤ now` is a full bucket). With T = 1000/perSecond,
+ * a take of cost c is allowed iff max(tat, now) + c·T − now ≤ burst·T.
  *
- * The refill depends on elapsed time, which an UpdateExpression cannot
- * multiply, so a take is read–compute–conditional write, retried on conflict.
- * A denial writes nothing, so it spends nothing.
+ * A take is conditional UpdateItems, never a read–modify–write, so concurrent
+ * takes never collide: DynamoDB serialises them on the item.
+ * - busy: `tat = tat + c·T` if `now < tat ≤ limit` (limit = now + (burst − c)·T)
+ * - idle: `tat = now + c·T` if `tat` is absent or `≤ now`
+ * Every write moves `tat` forward, so once idle has failed, `tat > now` for
+ * good and busy can only fail on a real denial: a take needs at most two
+ * writes, and the remembered `tat` (a lower bound of the stored one) picks the
+ * right write first, so the usual take is one request (two when another
+ * instance made an idle bucket busy since this one looked). A denial writes
+ * nothing; it reads `tat` for `retryAfterMs` (denials are rare, and dynalite
+ * does not support ReturnValuesOnConditionCheckFailure).
+ *
+ * Items written by the read–modify–write version (`tokens`, `updatedAtMs`, no
+ * `tat`) read as a full bucket: the first take after a deploy takes the idle
+ * write.
  */
 export class DynamoRateLimiter implements RateLimiter {
   private readonly client: DynamoDBClient;
   private readonly tableName: string;
   private readonly budget: RateBudget;
   private readonly clock: Clock;
+  /** ms per token */
+  private readonly intervalMs: number;
+  /** The last `tat` seen per key: only ever lower than the stored one, since `tat` only grows. */
+  private readonly hints = new Map<string, number>();
 
   constructor(options: DynamoRateLimiterOptions) {
     const { budget } = options;
@@ -47,53 +66,105 @@ export class DynamoRateLimiter implements RateLimiter {
     this.tableName = options.tableName;
     this.budget = budget;
     this.clock = options.clock ?? systemClock;
+    this.intervalMs = 1000 / budget.perSecond;
   }
 
   async take(key: string, cost = 1): Promise<RateDecision> {
-    const { perSecond, burst } = this.budget;
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt > 0) await backoff(attempt);
-      const { Item } = await call('dynamodb.getItem', () =>
-        this.client.send(new GetItemCommand({ TableName: this.tableName, Key: keys.rate(key), ConsistentRead: true })),
-      );
-      const now = this.clock();
-      const stored = Item ? { tokens: readNumber(Item, 'tokens', BUCKET), updatedAtMs: readNumber(Item, 'updatedAtMs', BUCKET) } : undefined;
-      const tokens = tokensAt(stored, now, this.budget);
-      if (tokens < cost) return denial(tokens, cost, this.budget);
-      const left = tokens - cost;
-      // Never backwards: an instance whose clock lags must not hand out the refill twice.
-      const updatedAtMs = Math.max(now, stored?.updatedAtMs ?? now);
-      const fullAtMs = updatedAtMs + ((burst - left) / perSecond) * 1000;
-      const item: Item = { ...keys.rate(key), tokens: n(left), updatedAtMs: n(updatedAtMs), ttl: ttlAt(fullAtMs + TTL_MARGIN_MS) };
-      const written = await conditional('dynamodb.putItem', () =>
-        this.client.send(new PutItemCommand({ TableName: this.tableName, Item: item, ...unchangedSince(Item) })),
-      );
-      if (written !== CONDITION_FAILED) return { allowed: true };
+    // A negative cost would move `tat` back, and every "at most two writes" argument with it.
+    if (!(cost >= 0 && Number.isFinite(cost))) throw new Error(`a rate take needs a finite cost >= 0; got ${cost}`);
+    const now = this.clock();
+    if (cost > this.budget.burst) return this.denial(await this.read(key), now, cost);
+    const limit = now + (this.budget.burst - cost) * this.intervalMs + EPSILON_MS;
+    // Twice at most: the second round only runs when the read contradicts the hint (the item
+    // expired under it), never for contention, since concurrent writes only move `tat` forward.
+    for (let round = 0; round < 2; round++) {
+      const hint = this.hints.get(key) ?? Number.NEGATIVE_INFINITY;
+      if (hint <= limit) {
+        const busy = (): Promise<number | typeof CONDITION_FAILED> => this.busy(key, now, cost, limit);
+        const writes = hint > now ? [busy] : [() => this.idle(key, now, cost), busy];
+        for (const write of writes) {
+          const tat = await write();
+          if (tat !== CONDITION_FAILED) {
+            this.remember(key, tat);
+            return { allowed: true };
+          }
+        }
+      }
+      const tat = await this.read(key);
+      if (tat > limit) return this.denial(tat, now, cost);
     }
-    throw unavailable(`rate bucket kept colliding with concurrent takes (${MAX_ATTEMPTS} attempts)`);
+    throw unavailable('rate bucket changed under every write (its item expired while in use?)');
   }
 
   /** The shared client belongs to the composition root; this adapter holds nothing else. */
   close(): Promise<void> {
+    this.hints.clear();
     return Promise.resolve();
   }
-}
 
-/**
- * The write's condition: the bucket is exactly as read. Both attributes, as
- * read (the same number strings): two takes in one millisecond leave
- * `updatedAtMs` alone, so it alone would let both spend the same token; and at
- * one `updatedAtMs` tokens only go down, so the pair never repeats.
- */
-function unchangedSince(read: Item | undefined): {
-  ConditionExpression: string;
-  ExpressionAttributeNames: Record<string, string>;
-  ExpressionAttributeValues?: Item;
-} {
-  if (!read) return { ConditionExpression: 'attribute_not_exists(#pk)', ExpressionAttributeNames: { '#pk': TABLE.partitionKey } };
-  return {
-    ConditionExpression: '#t = :t AND #u = :u',
-    ExpressionAttributeNames: { '#t': 'tokens', '#u': 'updatedAtMs' },
-    ExpressionAttributeValues: { ':t': read.tokens!, ':u': read.updatedAtMs! },
-  };
+  private busy(key: string, now: number, cost: number, limit: number): Promise<number | typeof CONDITION_FAILED> {
+    return this.update(key, now, 'SET #tat = #tat + :cost, #ttl = :ttl', '#tat > :now AND #tat <= :limit', {
+      ':cost': n(cost * this.intervalMs),
+      ':now': n(now),
+      ':limit': n(limit),
+    });
+  }
+
+  private idle(key: string, now: number, cost: number): Promise<number | typeof CONDITION_FAILED> {
+    return this.update(key, now, 'SET #tat = :tat, #ttl = :ttl', 'attribute_not_exists(#tat) OR #tat <= :now', {
+      ':tat': n(now + cost * this.intervalMs),
+      ':now': n(now),
+    });
+  }
+
+  /** Both writes leave `tat ≤ now + burst·T`, so the bucket is full by then; `ttl` is that plus the margin. */
+  private async update(key: string, now: number, set: string, condition: string, values: Item): Promise<number | typeof CONDITION_FAILED> {
+    const out = await conditional('dynamodb.updateItem', () =>
+      this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tableName,
+          Key: keys.rate(key),
+          UpdateExpression: set,
+          ConditionExpression: condition,
+          ExpressionAttributeNames: { '#tat': 'tat', '#ttl': 'ttl' },
+          ExpressionAttributeValues: { ...values, ':ttl': ttlAt(now + this.budget.burst * this.intervalMs + TTL_MARGIN_MS) },
+          ReturnValues: 'UPDATED_NEW',
+        }),
+      ),
+    );
+    if (out === CONDITION_FAILED) return out;
+    return readNumber(out.Attributes ?? {}, 'tat', BUCKET);
+  }
+
+  /** The stored `tat`; an absent bucket is full, which `-Infinity` says for every `now`. */
+  private async read(key: string): Promise<number> {
+    const { Item } = await call('dynamodb.getItem', () =>
+      this.client.send(new GetItemCommand({ TableName: this.tableName, Key: keys.rate(key), ConsistentRead: true })),
+    );
+    // No item, or one from before `tat` (see above): a full bucket.
+    if (Item?.tat === undefined) {
+      this.hints.delete(key);
+      return Number.NEGATIVE_INFINITY;
+    }
+    const tat = readNumber(Item, 'tat', BUCKET);
+    this.remember(key, tat);
+    return tat;
+  }
+
+  /**
+   * The wait until a take of `cost` (at most the burst: a larger one never
+   * fits, and the memory adapter answers it the same way) would fit, rounded
+   * up to whole ms.
+   */
+  private denial(tat: number, now: number, cost: number): RateDecision {
+    const { burst } = this.budget;
+    const waitMs = Math.max(tat, now) - now + (Math.min(cost, burst) - burst) * this.intervalMs;
+    return { allowed: false, retryAfterMs: Math.max(1, Math.ceil(waitMs - EPSILON_MS)) };
+  }
+
+  private remember(key: string, tat: number): void {
+    this.hints.delete(key);
+    if (this.hints.size >= HINT_LIMIT) this.hints.delete(this.hints.keys().next().value!);
+    this.hints.set(key, tat);
+  }
 }
