@@ -129,3 +129,60 @@ describe('NodeMetrics.render', () => {
     expect(lines.slice(0, -1).filter((line) => line === '')).toEqual([]);
   });
 });
+
+describe('NodeMetrics.render in aws mode', () => {
+  const usage = {
+    'SQS.ReceiveMessage': { requests: 12, billedRequests: 12, readUnits: 0, writeUnits: 0, messages: 30, emptyReceives: 4 },
+    'DynamoDB.PutItem': { requests: 3, billedRequests: 3, readUnits: 0, writeUnits: 6, messages: 0, emptyReceives: 0 },
+    'DynamoDB.Query': { requests: 2, billedRequests: 2, readUnits: 1.5, writeUnits: 0, messages: 0, emptyReceives: 0 },
+    'SNS.PublishBatch': { requests: 1, billedRequests: 2, readUnits: 0, writeUnits: 0, messages: 10, emptyReceives: 0 },
+  };
+
+  function lines(): string[] {
+    const metrics = new NodeMetrics();
+    metrics.aws = { snapshot: () => usage };
+    return metrics.render({ connections: 0, users: 0, draining: false }).split('\n');
+  }
+
+  it.each([
+    ['herald_aws_requests_total', 'counter'],
+    ['herald_aws_billed_requests_total', 'counter'],
+    ['herald_aws_messages_total', 'counter'],
+    ['herald_sqs_empty_receives_total', 'counter'],
+    ['herald_dynamodb_capacity_units_total', 'counter'],
+  ])('declares %s as a %s, once', (name, type) => {
+    const all = lines();
+    const help = all.findIndex((line) => line.startsWith(`# HELP ${name} `));
+    expect(all[help + 1]).toBe(`# TYPE ${name} ${type}`);
+    expect(all.filter((line) => line.startsWith(`# TYPE ${name} `))).toHaveLength(1);
+  });
+
+  it('renders requests and billed requests by service and operation', () => {
+    const all = lines();
+    for (const sample of [
+      'herald_aws_requests_total{service="SQS",operation="ReceiveMessage"} 12',
+      'herald_aws_requests_total{service="DynamoDB",operation="PutItem"} 3',
+      'herald_aws_billed_requests_total{service="SNS",operation="PublishBatch"} 2',
+      'herald_aws_messages_total{service="SQS",operation="ReceiveMessage"} 30',
+      'herald_sqs_empty_receives_total 4',
+    ]) {
+      expect(all).toContain(sample);
+    }
+  });
+
+  it('renders DynamoDB units by operation and kind, leaving out a kind the operation never consumed', () => {
+    const units = lines().filter((line) => line.startsWith('herald_dynamodb_capacity_units_total{'));
+    expect(units).toEqual([
+      'herald_dynamodb_capacity_units_total{operation="PutItem",kind="write"} 6',
+      'herald_dynamodb_capacity_units_total{operation="Query",kind="read"} 1.5',
+    ]);
+  });
+
+  it('leaves DynamoDB out of the message counts', () => {
+    expect(lines().filter((line) => line.startsWith('herald_aws_messages_total{service="DynamoDB"'))).toEqual([]);
+  });
+
+  it('renders no AWS family in local mode', () => {
+    expect(new NodeMetrics().render({ connections: 0, users: 0, draining: false })).not.toMatch(/herald_(aws|sqs|dynamodb)_/);
+  });
+});

@@ -37,6 +37,46 @@ export class Histogram {
   }
 }
 
+/** One operation's counts, as the aws adapters' request meter keeps them (adapters/aws/request-meter.ts). */
+export interface AwsOperationUsage {
+  readonly requests: number;
+  readonly billedRequests: number;
+  readonly readUnits: number;
+  readonly writeUnits: number;
+  readonly messages: number;
+  readonly emptyReceives: number;
+}
+
+/** What the node's SDK clients sent so far, keyed `service.operation` (aws mode only). */
+export interface AwsUsageSource {
+  snapshot(): Readonly<Record<string, AwsOperationUsage>>;
+}
+
+/** The AWS request families, one sample per `service.operation` seen (none before the first request). */
+export function renderAwsUsage(usage: Readonly<Record<string, AwsOperationUsage>>): string[] {
+  const entries = Object.entries(usage)
+    .map(([key, counts]) => {
+      const dot = key.indexOf('.');
+      return { service: key.slice(0, dot), operation: key.slice(dot + 1), counts };
+    })
+    .sort((a, b) => a.service.localeCompare(b.service) || a.operation.localeCompare(b.operation));
+  const labels = (e: { service: string; operation: string }): string => `service="${e.service}",operation="${e.operation}"`;
+  const family = (name: string, type: string, help: string, samples: string[]): string[] => [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...samples];
+  const dynamo = entries.filter((e) => e.service === 'DynamoDB');
+  const units = dynamo.flatMap((e) => [
+    ...(e.counts.readUnits > 0 ? [`herald_dynamodb_capacity_units_total{operation="${e.operation}",kind="read"} ${e.counts.readUnits}`] : []),
+    ...(e.counts.writeUnits > 0 ? [`herald_dynamodb_capacity_units_total{operation="${e.operation}",kind="write"} ${e.counts.writeUnits}`] : []),
+  ]);
+  const receives = entries.filter((e) => e.service === 'SQS' && e.operation === 'ReceiveMessage');
+  return [
+    ...family('herald_aws_requests_total', 'counter', 'AWS API requests sent by this node, retries included, by service and operation.', entries.map((e) => `herald_aws_requests_total{${labels(e)}} ${e.counts.requests}`)),
+    ...family('herald_aws_billed_requests_total', 'counter', 'AWS API requests as billed: for SNS and SQS each 64 KiB chunk of payload counts as one.', entries.map((e) => `herald_aws_billed_requests_total{${labels(e)}} ${e.counts.billedRequests}`)),
+    ...family('herald_aws_messages_total', 'counter', 'SNS/SQS messages carried: received by ReceiveMessage, entries of batch calls, one per Publish.', entries.filter((e) => e.service !== 'DynamoDB').map((e) => `herald_aws_messages_total{${labels(e)}} ${e.counts.messages}`)),
+    ...family('herald_sqs_empty_receives_total', 'counter', 'ReceiveMessage answers that carried no message (empty long polls).', receives.map((e) => `herald_sqs_empty_receives_total ${e.counts.emptyReceives}`)),
+    ...family('herald_dynamodb_capacity_units_total', 'counter', 'DynamoDB request units consumed, as DynamoDB reports them, by operation and kind.', units),
+  ];
+}
+
 export class NodeMetrics {
   connectionsOpened = 0;
   deliveries = 0;
@@ -47,6 +87,8 @@ export class NodeMetrics {
   published = 0;
   busMessages = 0;
   readonly publishToWrite = new Histogram();
+  /** Set in aws mode: the AWS request families are rendered from it. */
+  aws: AwsUsageSource | undefined;
 
   refused(code: string): void {
     this.refusals.set(code, (this.refusals.get(code) ?? 0) + 1);
@@ -78,6 +120,7 @@ export class NodeMetrics {
     metric('herald_published_total', 'counter', 'Notifications accepted by this node\'s publish route.', [`herald_published_total ${this.published}`]);
     metric('herald_bus_messages_total', 'counter', 'Bus messages handled by this node.', [`herald_bus_messages_total ${this.busMessages}`]);
     metric('herald_publish_to_write_seconds', 'histogram', 'From publish accepted to the event written to its streams on this node.', this.publishToWrite.render('herald_publish_to_write_seconds'));
+    if (this.aws) out.push(...renderAwsUsage(this.aws.snapshot()));
     metric('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.', [`process_resident_memory_bytes ${memory.rss}`]);
     metric('nodejs_heap_used_bytes', 'gauge', 'V8 heap in use, in bytes.', [`nodejs_heap_used_bytes ${memory.heapUsed}`]);
     metric('process_cpu_seconds_total', 'counter', 'User and system CPU time spent, in seconds.', [`process_cpu_seconds_total ${(cpu.user + cpu.system) / 1e6}`]);

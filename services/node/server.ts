@@ -29,6 +29,7 @@ export interface StartOptions {
 export async function startHerald(options: StartOptions): Promise<RunningHerald> {
   const { config, ports, log } = options;
   const node = new HeraldNode({ config, log, nodeId: options.nodeId, ...ports, ...(options.nodeTtlMs === undefined ? {} : { nodeTtlMs: options.nodeTtlMs }) });
+  node.metrics.aws = ports.awsUsage;
   const app = createApp(node, { ...ports, limiter: ports.publishLimiter });
   const server = createServer(getRequestListener(app.fetch));
   // A stream may legitimately send nothing but heartbeats for hours; Node's own

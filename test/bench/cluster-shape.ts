@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { join } from 'node:path';
+import { createAwsClients, type AwsClients } from '../../services/adapters/aws/sdk-clients';
 import { createHandler } from '../../services/publisher/lambda';
 import { httpStatus } from '../../services/protocol/errors';
 import { silentLogger } from '../../services/shared/log';
@@ -18,8 +19,9 @@ import { buildEntryPoint } from '../support/child-node';
 import { startCluster, type Cluster, type ClusterNode } from '../support/cluster';
 import { emulatorsAt } from '../support/emulators';
 import { IpcChild, track } from './processes';
+import { usageFromMetrics } from './cost';
 import { HttpPublisher, getText, parseMetrics, type PublishOutcome } from './publisher';
-import type { NodeBreakdown, NodeUnderTest, PublishBody, ShapeOptions } from './shape';
+import type { AwsUsageSample, NodeBreakdown, NodeUnderTest, PublishBody, ShapeOptions } from './shape';
 
 const here = new URL('.', import.meta.url).pathname;
 
@@ -33,18 +35,33 @@ function read(values: Map<string, number>, name: string, node: string): number {
   return value;
 }
 
+interface LambdaPublisher {
+  readonly publish: (body: PublishBody) => Promise<PublishOutcome>;
+  /** The handler's clients, made here so the cost phase can read their request meter. */
+  readonly clients: AwsClients;
+  readonly invocations: { count: number; wallMs: number };
+}
+
 /** Publishes the way chat and job code does on AWS: the Lambda handler, here called in-process. */
-function lambdaPublisher(env: Record<string, string>, credentials: { accessKeyId: string; secretAccessKey: string }): (body: PublishBody) => Promise<PublishOutcome> {
-  const handler = createHandler(env, { log: silentLogger, clientOptions: { credentials } });
-  return async (body) => {
+function lambdaPublisher(env: Record<string, string>, credentials: { accessKeyId: string; secretAccessKey: string }): LambdaPublisher {
+  // The clients the handler would make itself (createAwsClients from the same environment), kept for their meter.
+  const clients = createAwsClients(env, { credentials });
+  const handler = createHandler(env, { log: silentLogger, clients });
+  const invocations = { count: 0, wallMs: 0 };
+  const publish = async (body: PublishBody): Promise<PublishOutcome> => {
+    const started = performance.now();
     try {
       const answer = await handler(body);
       return answer.ok ? { status: 202, body: '' } : { status: httpStatus[answer.error], body: JSON.stringify(answer) };
     } catch (error) {
       // A fault after the handler's own retries: what Lambda reports as a failed invocation.
       return { status: 503, body: error instanceof Error ? error.message : String(error) };
+    } finally {
+      invocations.count++;
+      invocations.wallMs += performance.now() - started;
     }
   };
+  return { publish, clients, invocations };
 }
 
 /** POST /publish on each node in turn, as a service behind the ALB would. */
@@ -126,7 +143,8 @@ export async function startClusterShape(options: ShapeOptions): Promise<NodeUnde
     HERALD_PUBLISH_RATE: '10000000',
   };
   const http = options.publishVia === 'http' ? httpPublisher(cluster, options.publishToken, options.publishers) : undefined;
-  const publish = http?.publish ?? lambdaPublisher(publishEnv, emulators.credentials);
+  const lambda = http ? undefined : lambdaPublisher(publishEnv, emulators.credentials);
+  const publish = http?.publish ?? lambda!.publish;
   const all = async (): Promise<Array<{ node: ClusterNode; values: Map<string, number> }>> =>
     Promise.all(cluster.nodes.map(async (node) => ({ node, values: await metricsOf(node) })));
   const sum = async (name: string): Promise<number> => (await all()).reduce((total, { node, values }) => total + read(values, name, node.id), 0);
@@ -167,6 +185,17 @@ export async function startClusterShape(options: ShapeOptions): Promise<NodeUnde
       }));
       return nodes;
     },
+    awsUsage: async (): Promise<AwsUsageSample> => ({
+      publisher: lambda?.clients.meter.snapshot() ?? {},
+      lambda: { invocations: lambda?.invocations.count ?? 0, wallMs: lambda?.invocations.wallMs ?? 0 },
+      nodes: (await all()).map(({ node, values }) => ({
+        id: node.id,
+        usage: usageFromMetrics(values),
+        cpuSeconds: read(values, 'process_cpu_seconds_total', node.id),
+        busMessages: read(values, 'herald_bus_messages_total', node.id),
+        deliveries: read(values, 'herald_deliveries_total', node.id),
+      })),
+    }),
     otherCpuSeconds: async () => {
       const bench = process.cpuUsage(benchCpuAtStart);
       return {
@@ -176,6 +205,7 @@ export async function startClusterShape(options: ShapeOptions): Promise<NodeUnde
     },
     stop: async () => {
       http?.close();
+      for (const client of lambda ? [lambda.clients.sns, lambda.clients.sqs, lambda.clients.dynamo] : []) client.destroy();
       await cluster.stop();
       await emulators.stop();
       await emulatorProcess.stop();

@@ -30,6 +30,14 @@ export interface BenchOptions {
   readonly nodes: number;
   /** How the cluster shape publishes. */
   readonly publishVia: 'lambda' | 'http';
+  /** Cluster shape: notifications in each window of the cost phase; 0 leaves the phase out. */
+  readonly costCount: number;
+  /** Cluster shape: notifications per second in the cost phase. */
+  readonly costRate: number;
+  /** Cluster shape: seconds of the cost phase's idle window (the nodes' fixed cost); 0 leaves it out. */
+  readonly costIdleS: number;
+  /** Cluster shape: open the streams, then run the cost phase alone. */
+  readonly costOnly: boolean;
   /** Flags left at this shape's own defaults, named for the output (e.g. `--connections 3000`). */
   readonly shapeDefaults: readonly string[];
 }
@@ -40,6 +48,9 @@ export interface BenchOptions {
  * DynamoDB, SNS and SQS on the emulators.
  */
 export const CLUSTER_DEFAULTS = { connections: 3_000, samples: 500, nodes: 3 } as const;
+
+/** The cost phase (cluster shape): 5 s at 1,000 notifications/s, after a 20 s idle window. */
+export const COST_DEFAULTS = { count: 5_000, rate: 1_000, idleS: 20 } as const;
 
 export const USAGE = `npm run bench -- [flags]
 
@@ -61,6 +72,12 @@ export const USAGE = `npm run bench -- [flags]
   --batch N           notifications per POST in the sustained phase, 1-100 (default 100)
   --rate N            open-loop notifications/s in the sustained phase (default: closed loop, as fast as the node answers)
   --ttl S             ttl of the sustained notifications (default: the node's, 1 hour; 0 = live only, no history)
+  --cost-count N      cluster shape: notifications in each window of the cost phase, sent one per Lambda
+                      invocation and then in batches of 100 (default ${COST_DEFAULTS.count}; 0 leaves the phase out)
+  --cost-rate N       cluster shape: notifications/s in the cost phase, open loop (default ${COST_DEFAULTS.rate})
+  --cost-idle S       cluster shape: seconds with nothing published, to price the nodes' fixed cost
+                      (empty long polls, heartbeats; default ${COST_DEFAULTS.idleS}; 0 leaves it out)
+  --cost-only         cluster shape: open the streams, then run only the cost phase
   --profile           write a V8 CPU profile of the node during the sustained phase and list the top self-time functions
   --json              also print the results as JSON (JSON on stdout, everything else on stderr)
 `;
@@ -111,6 +128,10 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
       profile: { type: 'boolean' },
       nodes: { type: 'string' },
       'publish-via': { type: 'string' },
+      'cost-count': { type: 'string' },
+      'cost-rate': { type: 'string' },
+      'cost-idle': { type: 'string' },
+      'cost-only': { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -122,6 +143,11 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
   const cluster = shape === 'cluster';
   const shapeDefaults = cluster ? (['connections', 'samples'] as const).filter((name) => values[name] === undefined).map((name) => `--${name} ${CLUSTER_DEFAULTS[name]}`) : [];
   if (!cluster && (values.nodes !== undefined || values['publish-via'] !== undefined)) throw new UsageError('--nodes and --publish-via go with --shape cluster');
+  const costFlags = (['cost-count', 'cost-rate', 'cost-idle', 'cost-only'] as const).filter((name) => values[name] !== undefined);
+  if (!cluster && costFlags.length > 0) throw new UsageError(`--${costFlags[0]!} goes with --shape cluster: only it has AWS requests to count`);
+  const costCount = int(values, 'cost-count', cluster ? COST_DEFAULTS.count : 0, 0, 100_000);
+  const costOnly = values['cost-only'] ?? false;
+  if (costOnly && costCount === 0) throw new UsageError('--cost-only with --cost-count 0 would measure nothing');
   const nodes = int(values, 'nodes', CLUSTER_DEFAULTS.nodes, 1, 16);
   const publishVia = values['publish-via'] ?? 'lambda';
   if (publishVia !== 'lambda' && publishVia !== 'http') throw new UsageError('--publish-via must be lambda or http');
@@ -162,6 +188,10 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     profile: values.profile ?? false,
     nodes,
     publishVia,
+    costCount,
+    costRate: int(values, 'cost-rate', COST_DEFAULTS.rate, 1, 100_000),
+    costIdleS: int(values, 'cost-idle', COST_DEFAULTS.idleS, 0, 300),
+    costOnly,
     shapeDefaults,
   };
 }

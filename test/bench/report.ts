@@ -2,10 +2,12 @@
  * The results, as a table with targets and reference figures beside them
  * (printed, never asserted), and as JSON for machines.
  */
+import type { CostResult } from './cost';
+import { priceWindow, renderCost } from './cost-report';
 import type { BroadcastResult, SustainedResult, UnicastResult } from './phases';
 import type { ProfileSummary } from './profile';
 import type { MemorySample, NodeBreakdown } from './shape';
-import { formatBytes, formatCount, formatUs } from './stats';
+import { formatBytes, formatCount, formatUs, markdownTable } from './stats';
 
 export interface BenchResult {
   readonly startedAt: string;
@@ -34,6 +36,8 @@ export interface BenchResult {
   readonly perNode?: { readonly idle: readonly NodeBreakdown[]; readonly end: readonly NodeBreakdown[] };
   /** CPU seconds of the shape's other processes over the run, by name. */
   readonly otherCpuSeconds?: Record<string, number>;
+  /** The cost phase (cluster shape): AWS requests and units per notification. */
+  readonly cost?: CostResult;
 }
 
 interface Row {
@@ -168,12 +172,6 @@ function rows(result: BenchResult): Row[] {
   ];
 }
 
-function markdownTable(header: readonly string[], body: ReadonlyArray<readonly string[]>): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
-  const line = (cells: readonly string[]): string => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
-}
-
 export function renderTable(result: BenchResult): string {
   const table = markdownTable(
     ['measure', 'result', 'target', 'meets', 'nginx+Nchan', 'Pushpin'],
@@ -210,6 +208,7 @@ export function renderTable(result: BenchResult): string {
   if (result.otherCpuSeconds) {
     lines.push('', `other processes' CPU over the run: ${Object.entries(result.otherCpuSeconds).map(([name, sec]) => `${name} ${sec.toFixed(2)} s`).join('; ')}`);
   }
+  if (result.cost) lines.push(renderCost(result.cost));
   for (const note of result.notes ?? []) lines.push(`note: ${note}`);
   const counters = Object.entries(result.nodeCounters);
   if (counters.length > 0) lines.push('', `node counters that moved: ${counters.map(([k, n]) => `${k} +${n}`).join(', ')}`);
@@ -248,6 +247,7 @@ export function toJson(result: BenchResult): unknown {
     perConnection: { rssBytes: per.rss, heapBytes: per.heap, externalBytes: per.external ?? null },
     unicast: { ...result.unicast, latency: latency(result.unicast.latency) },
     broadcast: { ...result.broadcast, latency: latency(result.broadcast.latency) },
+    cost: result.cost ? { ...result.cost, singlePrice: priceWindow(result.cost.single), batchedPrice: priceWindow(result.cost.batched) } : null,
     sustained: {
       ...result.sustained,
       latency: latency(result.sustained.latency),

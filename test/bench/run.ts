@@ -12,7 +12,9 @@ import { randomBytes } from 'node:crypto';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildBundles, type Bundles } from './build';
-import { ClientFleet } from './client-fleet';
+import { ClientFleet, type OpenSummary } from './client-fleet';
+import { costPhases, type CostResult } from './cost';
+import { renderCost } from './cost-report';
 import { UsageError, USAGE, parseOptions, type BenchOptions } from './options';
 import { broadcastFanOut, sustainedDeliveries, unicastLatency, type BenchContext } from './phases';
 import { installExitGuards, stopAll } from './processes';
@@ -37,6 +39,37 @@ function countersMoved(before: Map<string, number>, after: Map<string, number>):
   return moved;
 }
 
+async function openStreams(options: BenchOptions, node: NodeUnderTest, fleet: ClientFleet, secret: string): Promise<{ epochNs: bigint; opened: OpenSummary }> {
+  const epochNs = process.hrtime.bigint();
+  log(`opening ${options.connections} streams from ${fleet.size} client processes…`);
+  const opened = await fleet.open({ url: node.url, ...(node.urls ? { urls: node.urls } : {}), secret, connections: options.connections, epochNs, concurrency: 64 });
+  log(`${opened.opened.length} open in ${(opened.wallMs / 1000).toFixed(1)} s${Object.keys(opened.failures).length > 0 ? `, failures ${JSON.stringify(opened.failures)}` : ''}`);
+  if (opened.opened.length === 0) throw new Error(`no stream opened: ${JSON.stringify(opened.failures)}`);
+  return { epochNs, opened };
+}
+
+/** The cost phase, when this run has one (cluster shape, `--cost-count` above 0). */
+async function measureCost(options: BenchOptions, context: BenchContext): Promise<CostResult | undefined> {
+  if (options.costCount === 0 || !context.node.awsUsage) return undefined;
+  return costPhases(context, context.node, { count: options.costCount, rate: options.costRate, idleS: options.costIdleS });
+}
+
+/** `--cost-only`: open the streams, then only the cost phase. */
+async function measureCostOnly(options: BenchOptions, node: NodeUnderTest, fleet: ClientFleet, secret: string): Promise<string> {
+  const { epochNs, opened } = await openStreams(options, node, fleet, secret);
+  // As in the full run: the nodes finish their claims before anything is measured.
+  await sleep(2000);
+  const cost = await measureCost(options, { node, fleet, users: opened.opened, epochNs, log });
+  if (!cost) throw new Error('this shape has no request meters: --cost-only needs --shape cluster');
+  const lost = (await fleet.report([])).lost;
+  return [
+    `Herald bench (cost phase only), ${new Date().toISOString()}: ${node.description}; ${opened.opened.length} streams open; ${cpus().length} CPUs, Node ${process.version}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}. Targets are printed, not asserted.`,
+    renderCost(cost),
+    ...(Object.keys(lost).length > 0 ? [`streams dropped during the run: ${JSON.stringify(lost)}`] : []),
+    ...(node.notes ?? []).map((note) => `note: ${note}`),
+  ].join('\n');
+}
+
 async function measure(options: BenchOptions, node: NodeUnderTest, fleet: ClientFleet, secret: string): Promise<BenchResult> {
   const startedAt = new Date().toISOString();
   const loadAvgBefore = loadavg();
@@ -45,11 +78,7 @@ async function measure(options: BenchOptions, node: NodeUnderTest, fleet: Client
   const before = await node.memory();
   const countersBefore = await node.counters();
 
-  const epochNs = process.hrtime.bigint();
-  log(`opening ${options.connections} streams from ${fleet.size} client processes…`);
-  const opened = await fleet.open({ url: node.url, ...(node.urls ? { urls: node.urls } : {}), secret, connections: options.connections, epochNs, concurrency: 64 });
-  log(`${opened.opened.length} open in ${(opened.wallMs / 1000).toFixed(1)} s${Object.keys(opened.failures).length > 0 ? `, failures ${JSON.stringify(opened.failures)}` : ''}`);
-  if (opened.opened.length === 0) throw new Error(`no stream opened: ${JSON.stringify(opened.failures)}`);
+  const { epochNs, opened } = await openStreams(options, node, fleet, secret);
   // Let the node finish its bookkeeping (claims, first pings) before reading its idle memory.
   await sleep(2000);
   const idle = await node.memory();
@@ -89,6 +118,7 @@ async function measure(options: BenchOptions, node: NodeUnderTest, fleet: Client
   const countersAfter = await node.counters();
   const perNodeEnd = await node.perNode?.();
   const otherCpu = await node.otherCpuSeconds?.();
+  const cost = await measureCost(options, context);
   const notes = [
     ...(options.shapeDefaults.length > 0 ? [`sizes: this shape's defaults ${options.shapeDefaults.join(', ')} (modest: every process shares the machine's ${cpus().length} cores); pass the flags to change them`] : []),
     ...(node.notes ?? []),
@@ -115,6 +145,7 @@ async function measure(options: BenchOptions, node: NodeUnderTest, fleet: Client
     notes,
     ...(perNodeIdle && perNodeEnd ? { perNode: { idle: perNodeIdle, end: perNodeEnd } } : {}),
     ...(otherCpu ? { otherCpuSeconds: otherCpu } : {}),
+    ...(cost ? { cost } : {}),
   };
 }
 
@@ -135,7 +166,8 @@ async function main(): Promise<number> {
 
   installExitGuards(log);
   // Bounded in time whatever happens: open, phases and settles each have their own deadlines; this is the backstop.
-  const budgetMs = Math.min(30 * 60_000, 180_000 + options.connections * 20 + options.samples * 20 + options.durationS * 3000);
+  const costMs = options.costCount === 0 ? 0 : options.costIdleS * 1000 + ((2 * options.costCount) / options.costRate) * 3000 + 2 * 70_000;
+  const budgetMs = Math.min(30 * 60_000, 180_000 + options.connections * 20 + options.samples * 20 + options.durationS * 3000 + costMs);
   const watchdog = setTimeout(() => {
     log(`still running after ${Math.round(budgetMs / 1000)} s: stopping everything`);
     void stopAll().finally(() => process.exit(3));
@@ -167,6 +199,10 @@ async function main(): Promise<number> {
     }
     log(`${node.description} at ${node.url}`);
     fleet = await ClientFleet.start(options.clients, bundles.dir);
+    if (options.costOnly) {
+      console.log(await measureCostOnly(options, node, fleet, secret));
+      return 0;
+    }
     const result = await measure(options, node, fleet, secret);
     const table = renderTable(result);
     if (options.json) {

@@ -5,6 +5,7 @@
  * machine (nodes in aws mode on the emulators, publishing through the Lambda
  * handler). Each is an entry of `SHAPES`, returning the same interface.
  */
+import type { UsageSnapshot } from '../../services/adapters/aws/request-meter';
 import type { LoopDelay } from './ipc';
 import type { PublishOutcome } from './publisher';
 import { startLocalShape } from './local-shape';
@@ -46,6 +47,24 @@ export interface NodeBreakdown {
   readonly deliveries: number;
 }
 
+/** One node's request meter, CPU and counters, from its /metrics (cluster shape). */
+export interface NodeAwsUsage {
+  readonly id: string;
+  readonly usage: UsageSnapshot;
+  readonly cpuSeconds: number;
+  readonly busMessages: number;
+  readonly deliveries: number;
+}
+
+/** What the cluster's AWS clients have sent so far: the in-process publisher's and each node's. */
+export interface AwsUsageSample {
+  /** The request meter of the Lambda handler's clients (empty with `--publish-via http`: the nodes publish). */
+  readonly publisher: UsageSnapshot;
+  /** Lambda handler invocations and their summed wall time, in the bench process. */
+  readonly lambda: { readonly invocations: number; readonly wallMs: number };
+  readonly nodes: readonly NodeAwsUsage[];
+}
+
 export interface NodeUnderTest {
   /** Base URL the clients connect to (`GET /events`). */
   readonly url: string;
@@ -55,6 +74,8 @@ export interface NodeUnderTest {
   readonly notes?: readonly string[];
   /** Per-node figures of a cluster, sampled at idle and at the end. */
   perNode?(): Promise<NodeBreakdown[]>;
+  /** The AWS requests counted so far (cluster shape): what the cost phase prices. */
+  awsUsage?(): Promise<AwsUsageSample>;
   /** CPU seconds used since start by the shape's other processes (emulators, an in-process publisher), by name. */
   otherCpuSeconds?(): Promise<Record<string, number>>;
   readonly description: string;

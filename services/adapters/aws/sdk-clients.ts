@@ -2,11 +2,14 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SNSClient, type SNSClientConfig } from '@aws-sdk/client-sns';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Env } from '../../shared/settings';
+import { RequestMeter } from './request-meter';
 
 export interface AwsClients {
   readonly sns: SNSClient;
   readonly sqs: SQSClient;
   readonly dynamo: DynamoDBClient;
+  /** Counts what the three clients send, by operation, and the DynamoDB units it consumed (request-meter.ts). */
+  readonly meter: RequestMeter;
 }
 
 export interface AwsClientOptions {
@@ -41,6 +44,7 @@ function endpointFor(env: Env, service: 'SNS' | 'SQS' | 'DYNAMODB'): string | un
  * the SDK's own region chain) and the standard endpoint overrides
  * `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_SNS` / `_SQS` / `_DYNAMODB`, which is
  * how the integration tests reach fauxqs and dynalite (DESIGN.md, "Configuration").
+ * One request meter counts what all three send.
  */
 export function createAwsClients(env: Env, options: AwsClientOptions = {}): AwsClients {
   const region = env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim() || undefined;
@@ -52,7 +56,7 @@ export function createAwsClients(env: Env, options: AwsClientOptions = {}): AwsC
   const snsEndpoint = endpointFor(env, 'SNS');
   const sqsEndpoint = endpointFor(env, 'SQS');
   const dynamoEndpoint = endpointFor(env, 'DYNAMODB');
-  return {
+  const clients = {
     sns: new SNSClient({ ...common, ...(snsEndpoint ? { endpoint: snsEndpoint } : {}), requestHandler: handler(REQUEST_TIMEOUT_MS.sns) }),
     sqs: new SQSClient({
       ...common,
@@ -63,4 +67,7 @@ export function createAwsClients(env: Env, options: AwsClientOptions = {}): AwsC
     }),
     dynamo: new DynamoDBClient({ ...common, ...(dynamoEndpoint ? { endpoint: dynamoEndpoint } : {}), requestHandler: handler(REQUEST_TIMEOUT_MS.dynamo) }),
   };
+  const meter = new RequestMeter();
+  for (const client of Object.values(clients)) meter.attach(client);
+  return { ...clients, meter };
 }
