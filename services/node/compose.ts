@@ -12,7 +12,9 @@ import { DynamoRateLimiter } from '../adapters/aws/dynamo-rate-limiter';
 import type { AwsClients } from '../adapters/aws/sdk-clients';
 import { SnsSqsBus } from '../adapters/aws/sns-sqs-bus';
 import type { Logger } from '../shared/log';
+import { LeasedRateLimiter } from '../shared/leased-rate-limiter';
 import type { AwsConfig, Config } from './config';
+import type { AwsUsageSource } from './metrics';
 
 export interface Ports {
   readonly bus: Bus;
@@ -21,6 +23,8 @@ export interface Ports {
   readonly publishLimiter: RateLimiter;
   /** Frees what the composition itself owns (SDK clients), once every adapter has closed. */
   readonly release?: () => void;
+  /** aws mode: counts the AWS requests of the clients above, rendered at `/metrics`. */
+  readonly awsUsage?: AwsUsageSource;
 }
 
 /*
@@ -47,7 +51,8 @@ export function composeAws(config: Config, aws: AwsConfig, clients: AwsClients, 
     bus: new SnsSqsBus({ sns: clients.sns, sqs: clients.sqs, topicArn, queuePrefix, log }),
     owners: new DynamoOwners({ client: clients.dynamo, tableName }),
     history: new DynamoHistory({ client: clients.dynamo, tableName, maxEventsPerStream: config.historyPerUser }),
-    publishLimiter: new DynamoRateLimiter({ client: clients.dynamo, tableName, budget: config.publishRate }),
+    publishLimiter: new LeasedRateLimiter({ shared: new DynamoRateLimiter({ client: clients.dynamo, tableName, budget: config.publishRate }), budget: config.publishRate }),
+    awsUsage: clients.meter,
     release: () => {
       clients.sns.destroy();
       clients.sqs.destroy();

@@ -160,6 +160,16 @@ describe('Connection', () => {
       expect(sink.written).toEqual(['x', 'e2']);
     });
 
+    it('once live, skips a late copy of an event the replay carried, and writes the others', () => {
+      const { connection, sink } = setup();
+      connection.begin([]);
+      connection.goLive(new Set(['id1']));
+      expect(connection.push(bytes('e1'), 'id1')).toBe('duplicate');
+      expect(connection.push(bytes('e2'), 'id2')).toBe('written');
+      expect(connection.push(bytes('x'), undefined)).toBe('written');
+      expect(sink.written).toEqual(['e2', 'x']);
+    });
+
     it('releases the held events in one corked write', () => {
       const { connection, sink } = setup();
       connection.begin([bytes('hello')]);

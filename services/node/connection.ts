@@ -26,7 +26,8 @@ export interface StreamSink {
  */
 export type ConnectionState = 'pending' | 'replaying' | 'live' | 'closed';
 
-export type WriteOutcome = 'written' | 'held' | 'dropped';
+/** `duplicate`: the replay already carried this id, so it is not written again. */
+export type WriteOutcome = 'written' | 'held' | 'dropped' | 'duplicate';
 
 export interface BackpressureLimits {
   /** Unsent bytes a stream may hold for longer than `stallTimeoutMs`. */
@@ -66,6 +67,13 @@ export class Connection {
   private watchingDrain = false;
   private held: Held[] | null = [];
   private heldBytes = 0;
+  /**
+   * Ids the replay carried, kept once live: a bus copy of one of them can
+   * still arrive late (the publisher's lookup ran before this stream's claim
+   * and its send comes after the replay), and a stream never carries an id
+   * twice. At most the replay limit of ids, and only on streams that replayed.
+   */
+  private replayed: ReadonlySet<string> | null = null;
 
   constructor(
     readonly id: string,
@@ -83,7 +91,10 @@ export class Connection {
 
   /** A live event for this stream: written now, or held until the replay is out. */
   push(frame: Uint8Array, id: string | undefined): WriteOutcome {
-    if (this.state === 'live') return this.write(frame) ? 'written' : 'dropped';
+    if (this.state === 'live') {
+      if (id !== undefined && this.replayed?.has(id) === true) return 'duplicate';
+      return this.write(frame) ? 'written' : 'dropped';
+    }
     if (this.state === 'closed' || this.held === null) return 'dropped';
     this.heldBytes += frame.byteLength;
     if (this.heldBytes > this.limits.hardQueuedBytes) {
@@ -168,6 +179,7 @@ export class Connection {
     this.heldBytes = 0;
     if (this.state === 'closed') return 0;
     const pending = held.filter((h) => h.id === undefined || !alreadySent.has(h.id));
+    if (alreadySent.size > 0) this.replayed = alreadySent;
     this.state = 'live';
     const written = pending.length === 0 || this.writeAll(pending.map((h) => h.frame));
     return written ? pending.length : 0;

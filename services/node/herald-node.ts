@@ -267,7 +267,8 @@ export class HeraldNode {
     this.metrics.busMessages++;
     switch (message.kind) {
       case 'deliver':
-        this.deliver(message.event);
+        // In the order given: a batch's events for one user arrive in one message.
+        for (const event of message.events) this.deliver(event);
         break;
       case 'replace':
         this.replaceLocal(message.userId, message.connectionId, message.byConnectionId, message.reclaim === true);

@@ -1,11 +1,16 @@
 import type { HeraldEvent } from '../protocol/envelope';
+import { HeraldError } from '../protocol/errors';
 
 /** Where a bus message goes: the node that holds the recipients, or every node. */
 export type BusTarget = { readonly node: string } | 'all';
 
 export type BusMessage =
-  /** Write `event` to this node's connections of the users in `event.to` (or to all of them). */
-  | { readonly kind: 'deliver'; readonly event: HeraldEvent }
+  /**
+   * Write each event, in this order, to this node's connections of the users in
+   * its `to` (or to all of them). At least one event; a publisher packs the
+   * events of a batch bound for one node into one message.
+   */
+  | { readonly kind: 'deliver'; readonly events: readonly HeraldEvent[] }
   /**
    * A newer tab of `userId` claimed its place: close `connectionId` with
    * `replaced`, or, when `reclaim` is set (that newer tab never opened), with
@@ -29,6 +34,43 @@ export type BusHandler = (message: BusMessage) => Promise<void>;
  */
 export type MissedHandler = () => void;
 
+/** One message and where it goes, as `sendBatch` takes them. */
+export interface BusEntry {
+  readonly message: BusMessage;
+  readonly target: BusTarget;
+}
+
+/**
+ * `sendBatch` could not get every entry accepted, even after the adapter's own
+ * retries: `failed` are the indices (into the entries given) that may not have
+ * been sent; every other entry was accepted. Transient, like `unavailable`.
+ */
+export class BusBatchError extends HeraldError {
+  constructor(
+    readonly failed: readonly number[],
+    cause: unknown,
+  ) {
+    super('unavailable', `the bus did not accept ${failed.length} of the messages`, { cause });
+  }
+}
+
+/**
+ * The sending half of the bus: all a publisher (the library, the Lambda,
+ * `POST /publish`) needs.
+ */
+export interface BusSender {
+  send(message: BusMessage, target: BusTarget): Promise<void>;
+  /**
+   * Sends several messages in as few requests as the bus allows (SNS:
+   * `PublishBatch`, 10 a request). Resolves once every entry was accepted;
+   * otherwise rejects with a `BusBatchError` naming the entries that were not
+   * (or with `unavailable` when none can have been). Entries to one target
+   * arrive in the order given where the adapter keeps order at all.
+   */
+  sendBatch(entries: readonly BusEntry[]): Promise<void>;
+  close(): Promise<void>;
+}
+
 /**
  * Carries messages from publishers and nodes to the nodes that hold recipients.
  *
@@ -45,8 +87,6 @@ export type MissedHandler = () => void;
  * - Sending needs no `start`: publishers only send. After `close`, `send` rejects
  *   and the handler is no longer called. `close` is idempotent.
  */
-export interface Bus {
+export interface Bus extends BusSender {
   start(nodeId: string, onMessage: BusHandler, onMissed?: MissedHandler): Promise<void>;
-  send(message: BusMessage, target: BusTarget): Promise<void>;
-  close(): Promise<void>;
 }

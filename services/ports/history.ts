@@ -30,10 +30,22 @@ export interface ReplayResult {
  *   (the client missed it for good), `replay_limit` when more than `limit`
  *   remain; otherwise null. An id that was never stored (a live-only event) is
  *   a valid position.
+ * - An event marked `minted` has an id Herald assigned moments ago, which no
+ *   earlier publish can have used: an adapter may store it without checking
+ *   for a duplicate (one write instead of two). Appending such an event twice
+ *   may then store it twice; `since` still returns each id once.
  * - Faults reject with a transient `unavailable` HeraldError.
  */
 export interface History {
   append(event: HeraldEvent): Promise<AppendResult>;
+  /**
+   * `append` for each event, results in order, in as few requests as the store
+   * allows. Resolves once every event is stored (the delivery rule needs all
+   * of a batch in history before its owners are looked up). A rejection means
+   * any of them may or may not be stored; appending the same events again is
+   * safe. Events of one user keep the order given.
+   */
+  appendBatch(events: readonly HeraldEvent[]): Promise<AppendResult[]>;
   since(userId: string, lastEventId: string, limit: number): Promise<ReplayResult>;
   close(): Promise<void>;
 }

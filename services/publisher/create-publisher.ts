@@ -11,6 +11,7 @@ import { SnsBus } from '../adapters/aws/sns-bus';
 import { parseEnvelope, parsePublishBody, type EnvelopeOptions, type HeraldEvent } from '../protocol/envelope';
 import { MAX_DATA_BYTES_CEILING, MAX_TTL_SECONDS } from '../protocol/limits';
 import { silentLogger, type Logger } from '../shared/log';
+import { LeasedRateLimiter } from '../shared/leased-rate-limiter';
 import { EnvReader, readPublishSettings, type PublishSettings } from '../shared/settings';
 import type { PublishDeps, PublishResult } from './publish';
 import { publishWithRetry, type RetryPolicy } from './retrying-publish';
@@ -93,17 +94,17 @@ export function createAwsPublishing(options: AwsPublishingOptions): AwsPublishin
   const { sns, dynamo } = options.clients ?? owned!;
   const { topicArn, tableName } = options;
   const log = options.log ?? silentLogger;
-  const deps: PublishDeps = {
+  const deps = {
     history: new DynamoHistory({ client: dynamo, tableName, maxEventsPerStream: settings.historyPerUser }),
     owners: new DynamoOwners({ client: dynamo, tableName }),
     bus: new SnsBus({ sns, topicArn }),
-    limiter: new DynamoRateLimiter({ client: dynamo, tableName, budget: settings.publishRate }),
-  };
+    limiter: new LeasedRateLimiter({ shared: new DynamoRateLimiter({ client: dynamo, tableName, budget: settings.publishRate }), budget: settings.publishRate }),
+  } satisfies PublishDeps;
   return {
     envelope: { maxDataBytes: settings.maxDataBytes, defaultTtlSeconds: settings.defaultTtlSeconds },
     publish: (events, publisherId, batch) => publishWithRetry(events, deps, publisherId, { batch, log, ...(options.retry ? { retry: options.retry } : {}) }),
     close: async () => {
-      await Promise.all([deps.bus.close(), deps.history.close(), deps.owners.close(), deps.limiter?.close()]);
+      await Promise.all([deps.bus.close(), deps.history.close(), deps.owners.close(), deps.limiter.close()]);
       if (owned) for (const client of [owned.sns, owned.sqs, owned.dynamo]) client.destroy();
     },
   };

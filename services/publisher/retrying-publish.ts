@@ -1,10 +1,7 @@
-import type { Bus, BusMessage, BusTarget } from '../ports/bus';
-import type { AppendResult, History } from '../ports/history';
-import type { RateLimiter } from '../ports/rate-limiter';
 import type { HeraldEvent } from '../protocol/envelope';
 import { isHeraldError } from '../protocol/errors';
 import type { Logger } from '../shared/log';
-import { publish, type PublishDeps, type PublishResult } from './publish';
+import { PublishProgress, publish, type PublishDeps, type PublishResult } from './publish';
 
 export interface RetryPolicy {
   /** Attempts in all, the first included. */
@@ -26,16 +23,11 @@ export interface RetryingPublishOptions {
 
 /**
  * `publish()` with transient faults (`unavailable`) retried on the very same
- * events, whose ids were minted once at validation: a retry is idempotent,
- * since history dedupes an id it already stored. Anything else (a refusal, a
- * bug) and the last fault are thrown as they are.
- *
- * Each retry runs the whole of `publish()` again, the delivery ordering
- * included, but the steps an earlier attempt completed are remembered instead
- * of repeated (`rememberCompleted`): the budget is charged once, a stored
- * event is not appended again (so its `duplicate` stays what the first append
- * said), and a bus message that was accepted is not sent twice. Owners are
- * looked up afresh: that is the presence the answer reports.
+ * events, whose ids were minted once at validation. Every attempt shares one
+ * `PublishProgress`, so a retry runs the whole of `publish()` again, the
+ * delivery ordering included, but repeats none of what an earlier attempt
+ * completed (the budget, a stored batch, an accepted delivery). Anything else
+ * (a refusal, a bug) and the last fault are thrown as they are.
  */
 export async function publishWithRetry(
   events: readonly HeraldEvent[],
@@ -44,10 +36,10 @@ export async function publishWithRetry(
   options: RetryingPublishOptions,
 ): Promise<PublishResult[]> {
   const retry = options.retry ?? DEFAULT_RETRY;
-  const steps = rememberCompleted(deps);
+  const progress = new PublishProgress();
   for (let attempt = 1; ; attempt++) {
     try {
-      return await publish(events, steps, publisherId, { batch: options.batch });
+      return await publish(events, deps, publisherId, { batch: options.batch, progress });
     } catch (error) {
       if (!isHeraldError(error) || error.code !== 'unavailable' || attempt >= retry.attempts) throw error;
       const { index } = error.details;
@@ -55,56 +47,6 @@ export async function publishWithRetry(
       await pause(attempt, retry);
     }
   }
-}
-
-/**
- * The ports, wrapped to remember what succeeded across the attempts of one
- * call. Keyed by the event objects themselves, which every attempt shares, so
- * two notifications of one batch that carry the same id stay apart.
- */
-function rememberCompleted(deps: PublishDeps): PublishDeps {
-  const appended = new Map<HeraldEvent, AppendResult>();
-  const sent = new Map<HeraldEvent, Set<string>>();
-  let charged = false;
-
-  const history: History = {
-    append: async (event) => {
-      const known = appended.get(event);
-      if (known) return known;
-      const result = await deps.history.append(event);
-      appended.set(event, result);
-      return result;
-    },
-    since: (userId, lastEventId, limit) => deps.history.since(userId, lastEventId, limit),
-    close: () => deps.history.close(),
-  };
-
-  const bus: Bus = {
-    start: (nodeId, onMessage) => deps.bus.start(nodeId, onMessage),
-    send: async (message: BusMessage, target: BusTarget) => {
-      if (message.kind !== 'deliver') return deps.bus.send(message, target);
-      const to = target === 'all' ? 'all' : `node:${target.node}`;
-      const done = sent.get(message.event) ?? new Set<string>();
-      if (done.has(to)) return;
-      await deps.bus.send(message, target);
-      done.add(to);
-      sent.set(message.event, done);
-    },
-    close: () => deps.bus.close(),
-  };
-
-  const inner = deps.limiter;
-  const limiter: RateLimiter | undefined = inner && {
-    take: async (key, cost) => {
-      if (charged) return { allowed: true };
-      const decision = await inner.take(key, cost);
-      if (decision.allowed) charged = true;
-      return decision;
-    },
-    close: () => inner.close(),
-  };
-
-  return { history, owners: deps.owners, bus, ...(limiter ? { limiter } : {}) };
 }
 
 /** Half fixed, half random: publishers that failed together do not retry together. */

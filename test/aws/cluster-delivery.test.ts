@@ -92,10 +92,17 @@ describe('a cluster of node processes on SNS, SQS and DynamoDB', () => {
     expect(await c.node('b').metric('herald_deliveries_total')).toBe(1);
     expect(notificationIds(bob)).toEqual([sentinel.body.id]);
     const { QueueUrl } = await emulators.sqs.send(new GetQueueUrlCommand({ QueueName: nodeQueueName(c.queuePrefix, 'b') }));
-    const { Attributes } = await emulators.sqs.send(
-      new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
+    // Handled messages are deleted in pooled batches, within a fraction of a second.
+    await eventually(
+      async () => {
+        const { Attributes } = await emulators.sqs.send(
+          new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
+        );
+        return Attributes?.ApproximateNumberOfMessages === '0' && Attributes.ApproximateNumberOfMessagesNotVisible === '0';
+      },
+      5_000,
+      "node B's queue empty",
     );
-    expect(Attributes).toMatchObject({ ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' });
   });
 
   it('broadcasts to the users of every node', async () => {

@@ -9,7 +9,8 @@ import { DynamoDBClient, GetItemCommand, PutItemCommand, QueryCommand, type Batc
 import { DynamoHistory, HISTORY_HORIZON_MS } from '../../services/adapters/aws/dynamo-history';
 import { eventIdFloor, newEventId } from '../../services/protocol/event-id';
 import { HeraldError } from '../../services/protocol/errors';
-import { EventBuilder, manualClock, type ManualClock } from '../contract/fixtures';
+import { EventBuilder, dataOfBytes, manualClock, type ManualClock } from '../contract/fixtures';
+import type { HeraldEvent } from '../../services/protocol/envelope';
 import { startEmulators, unique, type Emulators } from './emulators';
 
 const ROOMY = 1_000;
@@ -229,7 +230,7 @@ describe('DynamoHistory fan-out', () => {
 });
 
 describe('DynamoHistory requests and faults', () => {
-  it('replays from a stored position with one GetItem and one Query per stream', async () => {
+  it('replays from a stored position with one Query per stream and no lookup of the position', async () => {
     const { client, calls } = countingClient();
     const { history, events } = await setUp(client);
     const stored = [events.to(['alice']), events.toAll()];
@@ -238,7 +239,31 @@ describe('DynamoHistory requests and faults', () => {
 
     await history.since('alice', stored[0]!.id, ALL);
 
-    expect(calls.sort()).toEqual(['GetItemCommand', 'QueryCommand', 'QueryCommand']);
+    expect(calls.sort()).toEqual(['QueryCommand', 'QueryCommand']);
+  });
+
+  it('stores a batch of 100 notifications with minted ids in 4 BatchWriteItem requests, one item per recipient', async () => {
+    const { client, calls } = countingClient();
+    const { history, events } = await setUp(client);
+    const batch = Array.from({ length: 100 }, (_, i): HeraldEvent => ({ ...events.to([`user-${i % 7}`], { data: dataOfBytes(600) }), minted: true }));
+    calls.splice(0);
+
+    await history.appendBatch(batch);
+
+    expect(calls).toEqual(Array.from({ length: 4 }, () => 'BatchWriteItemCommand'));
+  });
+
+  it('checks each caller-chosen id of a batch with one conditional put, then writes the stream items in batches', async () => {
+    const { client, calls } = countingClient();
+    const { history, events } = await setUp(client);
+    const batch = Array.from({ length: 30 }, (_, i) => events.to([`user-${i % 3}`]));
+    calls.splice(0);
+
+    await history.appendBatch(batch);
+
+    expect(calls.filter((c) => c === 'PutItemCommand')).toHaveLength(30);
+    expect(calls.filter((c) => c === 'BatchWriteItemCommand')).toHaveLength(2);
+    expect(calls).toHaveLength(32);
   });
 
   it('rejects append and since with a transient unavailable HeraldError when DynamoDB cannot be reached', async () => {

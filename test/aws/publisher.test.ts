@@ -6,13 +6,13 @@
  * and transient faults are retried with the same ids.
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { DeleteTopicCommand } from '@aws-sdk/client-sns';
+import { DeleteTopicCommand, type PublishBatchRequestEntry } from '@aws-sdk/client-sns';
 import { DynamoHistory } from '../../services/adapters/aws/dynamo-history';
 import { DynamoOwners } from '../../services/adapters/aws/dynamo-owners';
 import { createAwsClients, type AwsClients } from '../../services/adapters/aws/sdk-clients';
 import { SnsBus } from '../../services/adapters/aws/sns-bus';
 import { SnsSqsBus } from '../../services/adapters/aws/sns-sqs-bus';
-import { eventIdFloor, isEventId } from '../../services/protocol/event-id';
+import { eventIdFloor, isEventId, newEventId } from '../../services/protocol/event-id';
 import { HeraldError } from '../../services/protocol/errors';
 import { createPublisher, type PublisherOptions } from '../../services/publisher/create-publisher';
 import { createLogger, silentLogger } from '../../services/shared/log';
@@ -99,7 +99,7 @@ async function world(): Promise<World> {
       publishers.push(publisher);
       return publisher;
     },
-    delivered: () => inbox.keys().flatMap((key) => (key.startsWith('deliver:') ? [key.slice('deliver:'.length)] : [])),
+    delivered: () => inbox.keys().flatMap((key) => (key.startsWith('deliver:') ? key.slice('deliver:'.length).split(',') : [])),
   };
 }
 
@@ -130,8 +130,9 @@ describe('createPublisher on fauxqs and dynalite', () => {
       expect(result).toEqual({ id: expect.any(String) as string, recipients: 2, online: 1, offline: ['bob'], duplicate: false });
       expect(isEventId(result.id)).toBe(true);
       await eventually(() => w.delivered().includes(result.id), DEADLINE_MS, 'the delivery at node-a');
-      const received = w.inbox.messages.find((m) => m.kind === 'deliver' && m.event.id === result.id);
-      expect(received).toMatchObject({ kind: 'deliver', event: { event: 'message', data: '{"fromUserId":"655093","text":"Hello 👋"}', to: { users: ['alice', 'bob'] } } });
+      const received = w.inbox.messages.find((m) => m.kind === 'deliver' && m.events.some((e) => e.id === result.id));
+      // Addressed to the users the node holds: bob is offline, so only alice.
+      expect(received).toMatchObject({ kind: 'deliver', events: [{ event: 'message', data: '{"fromUserId":"655093","text":"Hello 👋"}', to: { users: ['alice'] } }] });
       // Both are in history: bob, offline now, gets it when he connects with a position.
       expect(await replayIds(w, 'alice')).toEqual([result.id]);
       expect(await replayIds(w, 'bob')).toEqual([result.id]);
@@ -164,20 +165,64 @@ describe('createPublisher on fauxqs and dynalite', () => {
       expect(await replayIds(w, 'anyone')).toEqual([id]);
     });
 
-    it('publishes a batch in order with one result per notification, and marks a republished id as a duplicate', async () => {
+    it('publishes a batch in order with one result per notification, and marks a republished caller id as a duplicate', async () => {
       const w = await world();
       await w.online('alice');
       const publisher = w.publisher();
-      const envelopes = [1, 2, 3].map((n) => ({ to: { users: ['alice'] }, event: 'job.progress', data: { n } }));
+      // The caller names its ids (what makes a retry idempotent), or lets Herald mint them.
+      const ids = [newEventId(), undefined, newEventId()];
+      const envelopes = ids.map((id, n) => ({ ...(id ? { id } : {}), to: { users: ['alice'] }, event: 'job.progress', data: { n } }));
 
       const results = await publisher.publishBatch(envelopes);
 
       expect(results.map((r) => r.online)).toEqual([1, 1, 1]);
+      expect([results[0]!.id, results[2]!.id]).toEqual([ids[0], ids[2]]);
       await eventually(() => results.every((r) => w.delivered().includes(r.id)), DEADLINE_MS, 'the three deliveries');
-      expect(await replayIds(w, 'alice')).toEqual(results.map((r) => r.id));
-      const again = await publisher.publish({ id: results[0]!.id, to: { users: ['alice'] }, event: 'job.progress', data: { n: 1 } });
-      expect(again.duplicate).toBe(true);
-      expect(await replayIds(w, 'alice')).toEqual(results.map((r) => r.id));
+      // From a position history never stored, the replay is in id order: the minted id is the newest.
+      const inIdOrder = [ids[0], ids[2], results[1]!.id];
+      expect(await replayIds(w, 'alice')).toEqual(inIdOrder);
+      const again = await publisher.publishBatch([envelopes[0]!, envelopes[2]!]);
+      expect(again.map((r) => r.duplicate)).toEqual([true, true]);
+      expect(await replayIds(w, 'alice')).toEqual(inIdOrder);
+    });
+  });
+
+  describe('requests per batch', () => {
+    it('publishes 100 unicasts to users on 3 nodes in 4 history writes, 1 owners lookup, at most 1 budget lease and 1 SNS request', async () => {
+      const w = await world();
+      for (const node of ['node-b', 'node-c']) await w.owners.heartbeat(node, Date.now() + 120_000);
+      const users = Array.from({ length: 100 }, (_, i) => `user-${i}`);
+      for (const [i, user] of users.entries()) await w.online(user, ['node-a', 'node-b', 'node-c'][i % 3]);
+      const clients = freshClients();
+      const requests: string[] = [];
+      for (const client of [clients.sns, clients.dynamo] as const) {
+        client.middlewareStack.add(
+          (next, context) => (args) => {
+            requests.push(String(context.commandName));
+            return next(args);
+          },
+          { step: 'initialize', name: 'count' },
+        );
+      }
+      const publisher = w.publisher({ clients });
+      // Warm: the node table is cached for a second, as in any busy publisher.
+      await publisher.publish({ to: { users: ['user-0'] }, event: 'warm', data: 0 });
+      requests.splice(0);
+
+      const results = await publisher.publishBatch(users.map((user, n) => ({ to: { users: [user] }, event: 'message', data: { n, text: 'x'.repeat(560) } })));
+
+      expect(results.every((r) => r.online === 1)).toBe(true);
+      const count = (name: string): number => requests.filter((r) => r === name).length;
+      expect(count('BatchWriteItemCommand')).toBe(4);
+      expect(count('BatchGetItemCommand')).toBe(1);
+      expect(count('UpdateItemCommand')).toBeLessThanOrEqual(1);
+      expect(requests.filter((r) => !['BatchWriteItemCommand', 'BatchGetItemCommand', 'UpdateItemCommand', 'PublishBatchCommand'].includes(r))).toEqual([]);
+      expect(count('PublishBatchCommand')).toBe(1);
+      await eventually(() => results.filter((_, i) => i % 3 === 0).every((r) => w.delivered().includes(r.id)), DEADLINE_MS, "node-a's 34 deliveries");
+      // One bus message carried all of node-a's notifications, in order.
+      const toA = w.inbox.messages.filter((m) => m.kind === 'deliver' && m.events.length > 1);
+      expect(toA).toHaveLength(1);
+      expect(toA[0]!.kind === 'deliver' && toA[0]!.events.map((e) => e.id)).toEqual(results.filter((_, i) => i % 3 === 0).map((r) => r.id));
     });
   });
 
@@ -248,12 +293,12 @@ describe('createPublisher on fauxqs and dynalite', () => {
       expect(await replayIds(w, 'alice')).toEqual([result.id]);
       const sentinel = await w.publisher().publish({ to: { users: ['alice'] }, event: 'sentinel', data: null });
       await eventually(() => w.delivered().includes(sentinel.id), DEADLINE_MS, 'the sentinel');
-      expect(w.inbox.messages.filter((m) => m.kind === 'deliver' && m.event.id === result.id)).toHaveLength(1);
+      expect(w.inbox.messages.filter((m) => m.kind === 'deliver' && m.events.some((e) => e.id === result.id))).toHaveLength(1);
       expect(lines.map((l) => (JSON.parse(l) as { event: string }).event)).toEqual(['publish.retrying']);
       expect(lines.join('\n')).not.toContain('do-not-log');
     });
 
-    it('retries a fault after history stored the id; history dedupes it, so there is still one entry', async () => {
+    it('retries a fault after history stored a caller-chosen id; history dedupes it, so there is still one entry', async () => {
       const w = await world();
       await w.online('alice');
       const clients = freshClients();
@@ -261,7 +306,7 @@ describe('createPublisher on fauxqs and dynalite', () => {
       const dynamo = injectFaults(clients.dynamo, 'BatchWriteItemCommand', 1);
       const publisher = w.publisher({ clients });
 
-      const result = await publisher.publish({ to: { users: ['alice'] }, event: 'message', data: 1 });
+      const result = await publisher.publish({ id: newEventId(), to: { users: ['alice'] }, event: 'message', data: 1 });
 
       expect(dynamo.calls()).toBe(2);
       // The first attempt stored the id, so the retry's append reports it as already there.
@@ -270,29 +315,69 @@ describe('createPublisher on fauxqs and dynalite', () => {
       await eventually(() => w.delivered().includes(result.id), DEADLINE_MS, 'the delivery');
     });
 
-    it('charges the budget once however many attempts a batch takes, and resumes without resending what was sent', async () => {
+    it('retries a failed history write of a minted id: one entry, not a duplicate', async () => {
       const w = await world();
       await w.online('alice');
       const clients = freshClients();
-      // Two faults: the second notification's send fails twice; the third attempt succeeds.
-      let publishes = 0;
+      const dynamo = injectFaults(clients.dynamo, 'BatchWriteItemCommand', 1);
+      const publisher = w.publisher({ clients });
+
+      const result = await publisher.publish({ to: { users: ['alice'] }, event: 'message', data: 1 });
+
+      expect(dynamo.calls()).toBe(2);
+      expect(result).toMatchObject({ online: 1, duplicate: false });
+      expect(await replayIds(w, 'alice')).toEqual([result.id]);
+      await eventually(() => w.delivered().includes(result.id), DEADLINE_MS, 'the delivery');
+    });
+
+    it.each([
+      ['once: SNS sends it again within the same attempt', 1, 0],
+      ['every time: the attempt fails naming its index, and the retry sends only that message', 3, 1],
+    ] as const)('re-sends a PublishBatch entry SNS refused %s', async (_what, refusals, retries) => {
+      const w = await world();
+      await w.online('alice');
+      await w.owners.heartbeat('node-b', Date.now() + 120_000);
+      await w.online('bob', 'node-b');
+      const clients = freshClients();
+      const sent: string[][] = [];
+      let left: number = refusals;
+      // SNS refuses node-b's entry without publishing it, as it does for a throttled or failed entry.
       clients.sns.middlewareStack.add(
-        (next, context) => (args) => {
-          if (context.commandName === 'PublishCommand' && ++publishes >= 2 && publishes <= 3) {
-            return Promise.reject(Object.assign(new Error('injected'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400 } }));
-          }
-          return next(args);
+        (next, context) => async (args) => {
+          const input = args.input as { PublishBatchRequestEntries?: PublishBatchRequestEntry[]; MessageAttributes?: Record<string, { StringValue?: string }> };
+          const entries = input.PublishBatchRequestEntries;
+          if (context.commandName === 'PublishCommand') sent.push([input.MessageAttributes?.node?.StringValue ?? '']);
+          if (context.commandName !== 'PublishBatchCommand' || !entries) return next(args);
+          sent.push(entries.map((e) => e.MessageAttributes?.node?.StringValue ?? ''));
+          const refused = left > 0 ? entries.filter((e) => e.MessageAttributes?.node?.StringValue === 'node-b') : [];
+          if (refused.length > 0) left--;
+          input.PublishBatchRequestEntries = entries.filter((e) => !refused.includes(e));
+          const result = await next(args);
+          const output = result.output as { Failed?: Array<{ Id: string; Code: string; SenderFault: boolean }> };
+          output.Failed = [...(output.Failed ?? []), ...refused.map((e) => ({ Id: e.Id!, Code: 'InternalError', SenderFault: false }))];
+          return result;
         },
-        { step: 'initialize', name: 'inject-second' },
+        { step: 'initialize', name: 'refuse-node-b' },
       );
-      const publisher = w.publisher({ clients, publisherId: 'tight', settings: { publishRate: { perSecond: 0.1, burst: 2 } } });
+      const lines: string[] = [];
+      const publisher = w.publisher({ clients, publisherId: 'tight', settings: { publishRate: { perSecond: 0.1, burst: 2 } }, log: createLogger({ level: 'debug', sink: (line) => lines.push(line) }) });
 
-      const results = await publisher.publishBatch([1, 2].map((n) => ({ to: { users: ['alice'] }, event: 'message', data: n })));
+      const results = await publisher.publishBatch([
+        { to: { users: ['alice'] }, event: 'message', data: 1 },
+        { to: { users: ['bob'] }, event: 'message', data: 2 },
+      ]);
 
-      expect(publishes).toBe(4); // 1 (first, once) + 3 (second: two faults, then through)
-      expect(results.map((r) => r.duplicate)).toEqual([false, false]);
-      expect(await replayIds(w, 'alice')).toEqual(results.map((r) => r.id));
-      // The budget of 2 was charged once: the next notification is denied, not the batch above.
+      expect(results.map((r) => [r.online, r.duplicate])).toEqual([[1, false], [1, false]]);
+      // node-a's message went out once, in the first request; node-b's until it was accepted.
+      expect(sent.flat().filter((n) => n === 'node-a')).toHaveLength(1);
+      expect(sent.flat().filter((n) => n === 'node-b')).toHaveLength(refusals + 1);
+      const retried = lines.map((l) => JSON.parse(l) as { event: string; index?: number }).filter((l) => l.event === 'publish.retrying');
+      expect(retried.map((l) => l.index)).toEqual(retries === 0 ? [] : [1]);
+      await eventually(() => w.delivered().includes(results[0]!.id), DEADLINE_MS, "alice's delivery");
+      const sentinel = await w.publisher().publish({ to: { users: ['alice'] }, event: 'sentinel', data: null });
+      await eventually(() => w.delivered().includes(sentinel.id), DEADLINE_MS, 'the sentinel');
+      expect(w.inbox.messages.filter((m) => m.kind === 'deliver' && m.events.some((e) => e.id === results[0]!.id))).toHaveLength(1);
+      // The budget of 2 was charged once, however many attempts: the next notification is denied.
       expect((await refusal(publisher.publish({ to: { users: ['alice'] }, event: 'message', data: 3 }))).code).toBe('rate_limited');
     });
 
@@ -324,9 +409,9 @@ describe('createPublisher on fauxqs and dynalite', () => {
       expect(after.recipients).toBe('all');
     });
 
-    it('uses a send-only bus that cannot be started as a node', async () => {
+    it('uses a send-only bus, which refuses to send once closed', async () => {
       const bus = new SnsBus({ sns: emulators.sns, topicArn: 'arn:aws:sns:us-east-1:000000000000:none' });
-      await expect(bus.start()).rejects.toThrow(/only sends/);
+      expect('start' in bus).toBe(false);
       await bus.close();
       await expect(bus.send({ kind: 'replace', userId: 'u', connectionId: 'a', byConnectionId: 'b' }, 'all')).rejects.toMatchObject({ code: 'unavailable' });
     });

@@ -95,7 +95,7 @@ async function network(): Promise<{
   };
 }
 
-const deliver = (event: ReturnType<EventBuilder['to']>): BusMessage => ({ kind: 'deliver', event });
+const deliver = (event: ReturnType<EventBuilder['to']>): BusMessage => ({ kind: 'deliver', events: [event] });
 
 async function queueTags(queueUrl: string): Promise<Record<string, string>> {
   const { Tags } = await emulators.sqs.send(new ListQueueTagsCommand({ QueueUrl: queueUrl }));
@@ -313,6 +313,41 @@ describe('SnsSqsBus on fauxqs', () => {
       await eventually(() => queueIsEmpty(node.nodeQueue!.queueUrl), DEADLINE_MS, 'an empty queue');
     });
 
+    it('pools the deletes of messages that arrived one per receive into batches', async () => {
+      const { bus, events } = await network();
+      const own = createAwsClients(emulators.env(), { credentials: emulators.credentials });
+      onTestFinished(() => [own.sns, own.sqs, own.dynamo].forEach((c) => c.destroy()));
+      const deletes: number[] = [];
+      const receives: number[] = [];
+      own.sqs.middlewareStack.add(
+        (next, context) => async (args) => {
+          const result = await next(args);
+          if (context.commandName === 'DeleteMessageBatchCommand') deletes.push((args.input as { Entries: unknown[] }).Entries.length);
+          if (context.commandName === 'ReceiveMessageCommand') receives.push((result.output as { Messages?: unknown[] }).Messages?.length ?? 0);
+          return result;
+        },
+        { step: 'initialize', name: 'count-deletes' },
+      );
+      const inbox = new Inbox('node-a');
+      const node = bus({ sqs: own.sqs });
+      await node.start('node-a', inbox.handler);
+      deletes.splice(0);
+      receives.splice(0);
+      // A trickle: each long poll comes back with one message.
+      const sent = Array.from({ length: 10 }, () => deliver(events.to(['alice'])));
+      for (const message of sent) {
+        await node.send(message, { node: 'node-a' });
+        await inbox.waitFor(message, 'the message');
+      }
+
+      await eventually(() => queueIsEmpty(node.nodeQueue!.queueUrl), DEADLINE_MS, 'an empty queue');
+      expect(receives.filter((n) => n > 0)).toHaveLength(10);
+      // The start's probe may still be in the first batch.
+      expect(deletes.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(10);
+      // One delete per receive would be 10 requests.
+      expect(deletes.length).toBeLessThan(5);
+    });
+
     it('delivers an envelope published straight to the topic, with no node attribute and no Herald wrapper, to every started node', async () => {
       const { bus, events, topicArn } = await network();
       const [a, b] = [new Inbox('node-a'), new Inbox('node-b')];
@@ -330,8 +365,8 @@ describe('SnsSqsBus on fauxqs', () => {
       const expectedBroadcast = deliver(events.toAll({ id: broadcastId }));
       for (const inbox of [a, b]) {
         const [got, gotBroadcast] = await inbox.waitForAll([expected, expectedBroadcast], 'a direct envelope');
-        expect(got).toMatchObject({ kind: 'deliver', event: { id, event: 'invoice.paid', data: '{"amount":12}', to: { users: ['alice'] } } });
-        expect(gotBroadcast).toMatchObject({ kind: 'deliver', event: { id: broadcastId, data: '"soon"', to: { all: true } } });
+        expect(got).toMatchObject({ kind: 'deliver', events: [{ id, event: 'invoice.paid', data: '{"amount":12}', to: { users: ['alice'] } }] });
+        expect(gotBroadcast).toMatchObject({ kind: 'deliver', events: [{ id: broadcastId, data: '"soon"', to: { all: true } }] });
       }
     });
 
@@ -348,7 +383,7 @@ describe('SnsSqsBus on fauxqs', () => {
 
       await node.send(big, { node: 'node-a' });
 
-      const received = (): string[] => parts.flatMap((p) => (p.kind === 'deliver' && 'users' in p.event.to ? [...p.event.to.users] : []));
+      const received = (): string[] => parts.flatMap((p) => (p.kind === 'deliver' ? p.events.flatMap((e) => ('users' in e.to ? [...e.to.users] : [])) : []));
       await eventually(() => new Set(received()).size === users.length, DEADLINE_MS, 'every recipient of the split message');
       expect(new Set(parts.map(messageKey))).toEqual(new Set([messageKey(big)]));
       expect(parts.length).toBeGreaterThan(1);

@@ -29,7 +29,7 @@ export interface BusFactory {
   create(context: ContractContext): Promise<BusFixture>;
 }
 
-const deliver = (event: ReturnType<EventBuilder['to']>): BusMessage => ({ kind: 'deliver', event });
+const deliver = (event: ReturnType<EventBuilder['to']>): BusMessage => ({ kind: 'deliver', events: [event] });
 
 export function describeBusContract(name: string, factory: BusFactory, options: ContractOptions = {}): void {
   describe(`Bus contract: ${name}`, () => {
@@ -156,6 +156,34 @@ export function describeBusContract(name: string, factory: BusFactory, options: 
         { skip: !factory.ordered },
       );
 
+      it('delivers every entry of sendBatch to its own target, a message of several events whole and in order', async () => {
+        const { bus, events } = await network();
+        const a = await node(bus, 'node-a');
+        const b = await node(bus, 'node-b');
+        const publisher = await bus();
+
+        const many: BusMessage = { kind: 'deliver', events: Array.from({ length: 5 }, (_, i) => events.to(['alice'], { data: { i } })) };
+        const toB = deliver(events.to(['bob']));
+        const everyone = deliver(events.toAll());
+        await publisher.sendBatch([
+          { message: many, target: { node: 'node-a' } },
+          { message: toB, target: { node: 'node-b' } },
+          { message: everyone, target: 'all' },
+        ]);
+
+        const [gotMany] = await a.inbox.waitForAll([many, everyone], 'the batch at node-a');
+        await b.inbox.waitForAll([toB, everyone], 'the batch at node-b');
+        expect(gotMany).toEqual(many);
+        expect(a.inbox.has(toB)).toBe(false);
+        expect(b.inbox.has(many)).toBe(false);
+      });
+
+      it('sends an empty sendBatch as nothing, and resolves', async () => {
+        const { bus } = await network();
+        const publisher = await bus();
+        await expect(publisher.sendBatch([])).resolves.toBeUndefined();
+      });
+
       it('delivers every message of a burst sent without waiting', async () => {
         const { bus, events } = await network();
         const a = await node(bus, 'node-a');
@@ -247,7 +275,7 @@ export function describeBusContract(name: string, factory: BusFactory, options: 
         const [gotUsers, gotAll] = await a.inbox.waitForAll([forUsers, forAll], 'a unicode event');
         expect(gotUsers).toEqual(forUsers);
         expect(gotAll).toEqual(forAll);
-        if (gotUsers?.kind === 'deliver') expect(JSON.parse(gotUsers.event.data)).toEqual(UNICODE_DATA);
+        if (gotUsers?.kind === 'deliver') expect(JSON.parse(gotUsers.events[0]!.data)).toEqual(UNICODE_DATA);
       });
 
       it('carries data with U+FFFE and U+FFFF, which JSON allows and raw SQS bodies do not', async () => {

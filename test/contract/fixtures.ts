@@ -217,7 +217,7 @@ export function connectionRecord(clock: ManualClock, userId: string, nodeId: str
 
 /** A stable key per message, so a test can dedupe (delivery is at least once) and look for one. */
 export function messageKey(message: BusMessage): string {
-  if (message.kind === 'deliver') return `deliver:${message.event.id}`;
+  if (message.kind === 'deliver') return `deliver:${message.events.map((e) => e.id).join(',')}`;
   return message.kind === 'replace' ? `replace:${message.connectionId}` : 'drain';
 }
 

@@ -116,6 +116,63 @@ export function describeHistoryContract(name: string, factory: HistoryFactory, o
       });
     });
 
+    describe('batches', () => {
+      it('stores a batch with appendBatch: results in order, replayed as one appended in that order', async () => {
+        const { history, events, origin } = await open();
+        const batch = [events.to(['alice']), events.to(['bob']), events.toAll(), events.to(['alice', 'bob']), events.to(['alice'], { ttlSeconds: 0 })];
+
+        const results = await history.appendBatch(batch);
+
+        expect(results).toEqual([
+          { stored: true, duplicate: false },
+          { stored: true, duplicate: false },
+          { stored: true, duplicate: false },
+          { stored: true, duplicate: false },
+          { stored: false, duplicate: false },
+        ]);
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: [batch[0], batch[2], batch[3]], gap: null });
+        expect(await history.since('bob', origin, NO_LIMIT)).toEqual({ events: [batch[1], batch[2], batch[3]], gap: null });
+        expect(await history.since('alice', batch[0]!.id, NO_LIMIT)).toEqual({ events: [batch[2], batch[3]], gap: null });
+      });
+
+      it("keeps each user's order within a batch of 60, from the origin and from a position inside it", async () => {
+        const { history, events, origin } = await open();
+        const batch = Array.from({ length: 60 }, (_, i) => events.to([i % 3 === 0 ? 'alice' : 'bob'], { data: { i } }));
+
+        await history.appendBatch(batch);
+
+        const alices = batch.filter((_, i) => i % 3 === 0);
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: alices, gap: null });
+        expect(await history.since('alice', alices[7]!.id, NO_LIMIT)).toEqual({ events: alices.slice(8), gap: null });
+      });
+
+      it('flags the ids of a batch stored before as duplicates, and stores the rest', async () => {
+        const { history, events, origin } = await open();
+        const [first, second] = [events.to(['alice']), events.to(['alice'])];
+        await appendAll(history, [first]);
+
+        expect(await history.appendBatch([first, second])).toEqual([
+          { stored: true, duplicate: true },
+          { stored: true, duplicate: false },
+        ]);
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: [first, second], gap: null });
+      });
+
+      it('stores events whose id Herald minted, takes them as positions, and replays an id once even when appended twice', async () => {
+        const { history, events, origin } = await open();
+        const minted = [events.to(['alice']), events.to(['alice', 'bob']), events.toAll()].map((e): HeraldEvent => ({ ...e, minted: true }));
+
+        expect(await history.appendBatch(minted)).toEqual(minted.map(() => ({ stored: true, duplicate: false })));
+        // A retry of the same batch (the first answer was lost) may store them again: still one each.
+        await history.appendBatch(minted);
+
+        const plain = minted.map(({ minted: _m, ...e }) => e);
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: plain, gap: null });
+        expect(await history.since('alice', minted[0]!.id, NO_LIMIT)).toEqual({ events: plain.slice(1), gap: null });
+        expect(await history.since('bob', minted[1]!.id, NO_LIMIT)).toEqual({ events: [plain[2]], gap: null });
+      });
+    });
+
     describe('positions', () => {
       it('takes the id of a live-only event as a position: the events after it, no gap', async () => {
         const { history, events } = await open();

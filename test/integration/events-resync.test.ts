@@ -22,6 +22,7 @@ function lossyBus(inner: Bus): { bus: Bus; dropping: { on: boolean }; missed: ()
         return inner.start(nodeId, onMessage, handler);
       },
       send: (message, target) => (dropping.on ? Promise.resolve() : inner.send(message, target)),
+      sendBatch: (entries) => (dropping.on ? Promise.resolve() : inner.sendBatch(entries)),
       close: () => inner.close(),
     },
   };

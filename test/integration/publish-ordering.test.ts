@@ -38,22 +38,50 @@ describe('POST /publish: the delivery-ordering rule', () => {
     expect((await alice.next('message')).id).toBe(id);
   });
 
-  it('publishes a batch one event at a time: append done, then lookup, then send, then the next event', async () => {
+  it('publishes a batch in one step per stage: every append done, then one lookup, then one send carrying the batch in order', async () => {
     const rig = new PortRig();
     const node = await startTestNode({ ports: rig.wrap });
     await connect(node, 'alice');
+    await connect(node, 'bob');
     const start = rig.trace.length;
 
-    const answer = await node.publish({ notifications: [1, 2, 3].map((n) => ({ to: { users: ['alice'] }, event: 'message', data: n })) });
+    const answer = await node.publish({
+      notifications: [1, 2, 3, 4].map((n) => ({ to: { users: [n % 2 === 0 ? 'alice' : 'bob'] }, event: 'message', data: n })),
+    });
 
     expect(answer.status).toBe(202);
     const ids = (answer.body.results as Array<{ id: string }>).map((r) => r.id);
-    // When each append finished, and when each lookup and send began.
     const steps = rig.trace
       .slice(start)
       .filter((e) => (e.op === 'history.append' ? e.phase === 'end' : e.phase === 'start'))
-      .map((e) => (e.op === 'owners.locate' ? e.op : `${e.op} ${e.eventId ?? ''}`));
-    expect(steps).toEqual(ids.flatMap((id) => [`history.append ${id}`, 'owners.locate', `bus.send ${id}`]));
+      .map((e) => (e.op === 'owners.locate' ? e.op : `${e.op} ${(e.eventIds ?? []).join(',')}`));
+    expect(steps).toEqual([`history.append ${ids.join(',')}`, 'owners.locate', `bus.send ${ids.join(',')}`]);
+  });
+
+  it.each([
+    ['before the lookup began', 'before'],
+    ['after the lookup answered', 'after'],
+  ] as const)('gives every event of a batch exactly once to a tab that reconnects %s', async (_when, phase) => {
+    const rig = new PortRig();
+    const node = await startTestNode({ ports: rig.wrap });
+    const before = await node.publish({ to: { users: ['alice'] }, event: 'before', data: 0 });
+    const lookup = new Gate(`owners.locate ${phase}`);
+    rig.once(phase, 'owners.locate', lookup.pass);
+
+    // The whole batch is in history; the lookup is held on one side or the other of the claim.
+    const pending = node.publish({ notifications: [1, 2, 3].map((n) => ({ to: { users: ['alice', 'bob'] }, event: 'message', data: n })) });
+    await lookup.reached();
+    const alice = await connect(node, 'alice', { lastEventId: String(before.body.id) });
+    await alice.waitFor((e) => e.event === 'message', 'the replay');
+    lookup.open();
+    const answer = await pending;
+
+    expect(answer.status).toBe(202);
+    const results = answer.body.results as Array<{ id: string; online: number }>;
+    // The lookup saw alice only if it ran after her claim.
+    expect(results.map((r) => r.online)).toEqual(phase === 'before' ? [1, 1, 1] : [0, 0, 0]);
+    await sentinel(node, ['alice'], [alice]);
+    expect(idsOf(alice)).toEqual(results.map((r) => r.id));
   });
 
   it('gives the event to a tab that claims after the lookup missed it, through the replay', async () => {

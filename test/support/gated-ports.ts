@@ -1,5 +1,5 @@
 import type { Ports } from '../../services/node/compose';
-import type { Bus } from '../../services/ports/bus';
+import type { Bus, BusMessage } from '../../services/ports/bus';
 import type { History } from '../../services/ports/history';
 import type { Owners } from '../../services/ports/owners';
 import { withDeadline } from './deadline';
@@ -44,7 +44,10 @@ export type Op = 'history.append' | 'history.since' | 'owners.claim' | 'owners.l
 /** One call into a port: the event it carries (append, send) or the user it is about (since, claim). */
 export interface PortCall {
   readonly op: Op;
+  /** The event of a one-event call (a batch of one included). */
   readonly eventId?: string;
+  /** Every event a batch call carries (`appendBatch`, `sendBatch`), in order. */
+  readonly eventIds?: readonly string[];
   readonly userId?: string;
 }
 
@@ -96,7 +99,8 @@ export class PortRig {
 
   private wrapHistory(inner: History): History {
     return {
-      append: (event) => this.around({ op: 'history.append', eventId: event.id }, () => inner.append(event)),
+      append: (event) => this.around({ op: 'history.append', eventId: event.id, eventIds: [event.id] }, () => inner.append(event)),
+      appendBatch: (events) => this.around(batchCall('history.append', events.map((e) => e.id)), () => inner.appendBatch(events)),
       since: (userId, lastEventId, limit) => this.around({ op: 'history.since', userId }, () => inner.since(userId, lastEventId, limit)),
       close: () => inner.close(),
     };
@@ -115,15 +119,8 @@ export class PortRig {
   private wrapBus(inner: Bus): Bus {
     return {
       start: (nodeId, onMessage, onMissed) => inner.start(nodeId, onMessage, onMissed),
-      send: (message, target) =>
-        this.around(
-          message.kind === 'deliver'
-            ? { op: 'bus.send', eventId: message.event.id }
-            : message.kind === 'replace'
-              ? { op: 'bus.send', userId: message.userId }
-              : { op: 'bus.send' },
-          () => inner.send(message, target),
-        ),
+      send: (message, target) => this.around(sendCall([message]), () => inner.send(message, target)),
+      sendBatch: (entries) => this.around(sendCall(entries.map((e) => e.message)), () => inner.sendBatch(entries)),
       close: () => inner.close(),
     };
   }
@@ -148,4 +145,15 @@ export class PortRig {
     const [armed] = this.armed.splice(index, 1);
     await armed?.hook(call);
   }
+}
+
+function batchCall(op: Op, eventIds: readonly string[]): PortCall {
+  return { op, eventIds, ...(eventIds.length === 1 ? { eventId: eventIds[0] } : {}) };
+}
+
+/** A send of deliveries names their events; a send of one `replace` names its user. */
+function sendCall(messages: readonly BusMessage[]): PortCall {
+  const [only] = messages;
+  if (messages.length === 1 && only?.kind === 'replace') return { op: 'bus.send', userId: only.userId };
+  return batchCall('bus.send', messages.flatMap((m) => (m.kind === 'deliver' ? m.events.map((e) => e.id) : [])));
 }

@@ -11,6 +11,7 @@ import {
   batchGetAll,
   batchWriteAll,
   call,
+  mapLimit,
   conditional,
   keys,
   malformed,
@@ -52,6 +53,8 @@ export const HISTORY_HORIZON_MS = DAY_MS;
  * would make a fan-out's write cost grow with the square of its size.
  */
 const INLINE_RECIPIENTS_MAX_BYTES = 1024;
+/** Conditional puts of caller-chosen ids in flight together, within one batch. */
+const PLACE_CONCURRENCY = 8;
 /** The event item vanishing between a failed put and the read that follows (its TTL ran out) is retried. */
 const MAX_PLACE_ATTEMPTS = 3;
 const EVENT = 'event item';
@@ -91,36 +94,81 @@ export class DynamoHistory implements History {
     this.maxEventsPerStream = options.maxEventsPerStream;
   }
 
-  /**
-   * The event item first, conditionally: it is the idempotency check. A
-   * duplicate still (re)writes the stream items with the stored append key, so
-   * a first attempt that died between the two writes is healed by the retry.
-   */
-  async append(event: HeraldEvent): Promise<AppendResult> {
-    if (event.ttlSeconds === 0) return { stored: false, duplicate: false };
-    const recipients = JSON.stringify(event.to);
-    const inline = Buffer.byteLength(recipients) <= INLINE_RECIPIENTS_MAX_BYTES;
-    const placed = await this.place(event, inline ? undefined : recipients);
-    // Written by a first attempt that referenced its list, a duplicate must do the same (and vice versa).
-    const ttl = ttlAt(placed.expiresAtMs + HISTORY_HORIZON_MS);
-    const items = streamItems(event, placed.appendKey, placed.expiresAtMs, ttl, placed.referenced ? undefined : recipients);
-    await batchWriteAll(this.client, this.tableName, items);
-    return { stored: true, duplicate: placed.duplicate };
+  append(event: HeraldEvent): Promise<AppendResult> {
+    return this.appendBatch([event]).then(([result]) => result!);
   }
 
+  /**
+   * Append keys are minted first, in batch order, so a user's events keep the
+   * order given. An event whose id the caller chose is placed with a
+   * conditional put of its event item (the idempotency check), all such
+   * events concurrently; a Herald-minted id needs no check, so it costs its
+   * stream items alone: one item per recipient, one write unit for a typical
+   * notification. Then every stream item of the batch goes out in
+   * BatchWriteItem requests of 25. A duplicate still (re)writes its stream
+   * items with the stored append key, so a first attempt that died between
+   * the two writes is healed by the retry.
+   */
+  async appendBatch(events: readonly HeraldEvent[]): Promise<AppendResult[]> {
+    const now = this.clock();
+    const planned = events.map((event) => {
+      if (event.ttlSeconds === 0) return undefined;
+      const recipients = JSON.stringify(event.to);
+      const inline = Buffer.byteLength(recipients) <= INLINE_RECIPIENTS_MAX_BYTES;
+      return { event, recipients, inline, appendKey: newEventId(now), expiresAtMs: now + event.ttlSeconds * 1000 };
+    });
+    const checked = planned.filter((p): p is NonNullable<typeof p> => p !== undefined && p.event.minted !== true);
+    const placedById = new Map<(typeof checked)[number], Placed>();
+    await mapLimit(checked, PLACE_CONCURRENCY, async (p) => {
+      placedById.set(p, await this.place(p.event, p.appendKey, p.inline ? undefined : p.recipients));
+    });
+
+    const items: Item[] = [];
+    const results = planned.map((p): AppendResult => {
+      if (p === undefined) return { stored: false, duplicate: false };
+      const placed = placedById.get(p) ?? { appendKey: p.appendKey, expiresAtMs: p.expiresAtMs, duplicate: false, referenced: !p.inline };
+      if (placed.referenced && !placedById.has(p)) {
+        // A fresh id with a long list: its event item holds the list, written with the stream items.
+        items.push({ ...keys.event(p.event.id), a: s(placed.appendKey), x: n(placed.expiresAtMs), ttl: ttlAt(placed.expiresAtMs + HISTORY_HORIZON_MS), r: s(p.recipients) });
+      }
+      // Written by a first attempt that referenced its list, a duplicate must do the same (and vice versa).
+      const ttl = ttlAt(placed.expiresAtMs + HISTORY_HORIZON_MS);
+      items.push(...streamItems(p.event, placed.appendKey, placed.expiresAtMs, ttl, placed.referenced ? undefined : p.recipients));
+      return { stored: true, duplicate: placed.duplicate };
+    });
+    await batchWriteAll(this.client, this.tableName, items);
+    return results;
+  }
+
+  /**
+   * Reads each stream from the earliest append key the position's event can
+   * have (its id's time less the clock skew a publisher may have) downwards
+   * from the newest, until it meets the position's own item: no lookup of an
+   * event item, which a Herald-minted id does not have.
+   */
   async since(userId: string, lastEventId: string, limit: number): Promise<ReplayResult> {
     const now = this.clock();
-    const position = await this.appendKeyOf(lastEventId);
+    const bound = isEventId(lastEventId) ? eventIdFloor(Math.max(0, eventIdTimeMs(lastEventId) - MAX_ID_CLOCK_SKEW_MS)) : lastEventId;
+    const read = { client: this.client, tableName: this.tableName, bound, lastEventId, cap: this.maxEventsPerStream };
+    const streams = await Promise.all([readStream({ ...read, pk: keys.userStream(userId) }), readStream({ ...read, pk: keys.broadcastStream })]);
     // A stored position: what was appended after it. Otherwise greater ids, which
     // were appended no earlier than the id's time less the skew a publisher may have.
-    const bound = position ?? (isEventId(lastEventId) ? eventIdFloor(Math.max(0, eventIdTimeMs(lastEventId) - MAX_ID_CLOCK_SKEW_MS)) : lastEventId);
-    const after = position === undefined ? (e: StreamEntry) => e.id > lastEventId : () => true;
-    const read = { client: this.client, tableName: this.tableName, bound, after, now, cap: this.maxEventsPerStream };
-    const streams = await Promise.all([readStream({ ...read, pk: keys.userStream(userId) }), readStream({ ...read, pk: keys.broadcastStream })]);
+    const position = streams.find((st) => st.position !== undefined)?.position;
+    const after = position === undefined ? (e: StreamEntry) => e.id > lastEventId : (e: StreamEntry) => e.appendKey > position.appendKey;
 
     // Older than the horizon, items after the position may already be deleted unseen.
-    const trimmed = eventIdTimeMs(bound) < now - HISTORY_HORIZON_MS || streams.some((st) => st.trimmed);
-    const byId = new Map(streams.flatMap((st) => st.entries).map((e) => [e.id, e]));
+    let trimmed = eventIdTimeMs(position?.appendKey ?? bound) < now - HISTORY_HORIZON_MS;
+    const kept: StreamEntry[] = [];
+    for (const stream of streams) {
+      const newer = stream.taken.filter(after);
+      // More than the cap after the position: the older ones count as evicted.
+      if (newer.length > this.maxEventsPerStream) trimmed = true;
+      for (const entry of newer.slice(0, this.maxEventsPerStream)) {
+        if (entry.expiresAtMs > now) kept.push(entry);
+        else trimmed = true; // expired: the client missed it for good
+      }
+    }
+    const byId = new Map(kept.map((e) => [e.id, e]));
     const merged = [...byId.values()].sort(position === undefined ? byIdThenAppendKey : byAppendKey);
     const gap = trimmed ? 'history_trimmed' : merged.length > limit ? 'replay_limit' : null;
     const events = await resolveRecipients(this.client, this.tableName, merged.slice(0, limit));
@@ -133,14 +181,14 @@ export class DynamoHistory implements History {
   }
 
   /**
-   * Stores the event item, or finds the one stored before (a duplicate). An
-   * expired event item counts as absent, as the memory adapter re-stores an id
-   * whose event expired.
+   * Stores the event item of a caller-chosen id, or finds the one stored before
+   * (a duplicate). An expired event item counts as absent, as the memory
+   * adapter re-stores an id whose event expired.
    */
-  private async place(event: HeraldEvent, referenced: string | undefined): Promise<{ appendKey: string; expiresAtMs: number; duplicate: boolean; referenced: boolean }> {
+  private async place(event: HeraldEvent, firstKey: string, referenced: string | undefined): Promise<Placed> {
     for (let attempt = 0; attempt < MAX_PLACE_ATTEMPTS; attempt++) {
       const now = this.clock();
-      const appendKey = newEventId(now);
+      const appendKey = attempt === 0 ? firstKey : newEventId(now);
       const expiresAtMs = now + event.ttlSeconds * 1000;
       const item: Item = { ...keys.event(event.id), a: s(appendKey), x: n(expiresAtMs), ttl: ttlAt(expiresAtMs + HISTORY_HORIZON_MS) };
       if (referenced !== undefined) item.r = s(referenced);
@@ -165,24 +213,14 @@ export class DynamoHistory implements History {
     }
     throw unavailable(`append of ${event.id} kept racing the deletion of its expired copy`);
   }
+}
 
-  /** The append key of a stored event, read consistently (it was perhaps stored a moment ago). */
-  private async appendKeyOf(eventId: string): Promise<string | undefined> {
-    // Only ids can have been stored, and anything else might not even fit in a key.
-    if (!isEventId(eventId)) return undefined;
-    const { Item } = await call('dynamodb.getItem', () =>
-      this.client.send(
-        new GetItemCommand({
-          TableName: this.tableName,
-          Key: keys.event(eventId),
-          ConsistentRead: true,
-          ProjectionExpression: '#a',
-          ExpressionAttributeNames: { '#a': 'a' },
-        }),
-      ),
-    );
-    return Item ? readString(Item, 'a', EVENT) : undefined;
-  }
+/** Where an event's stream items go: its append key and expiry, and whether its list is on its event item. */
+interface Placed {
+  readonly appendKey: string;
+  readonly expiresAtMs: number;
+  readonly duplicate: boolean;
+  readonly referenced: boolean;
 }
 
 const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
@@ -195,22 +233,24 @@ interface StreamRead {
   readonly pk: string;
   /** Exclusive lower bound on the append key. */
   readonly bound: string;
-  /** Whether an item in range is after the position (for id positions, the id decides). */
-  readonly after: (entry: StreamEntry) => boolean;
-  readonly now: number;
+  /** The position: its own item, if this stream holds it, ends the read. */
+  readonly lastEventId: string;
   readonly cap: number;
 }
 
 /**
- * The newest `cap` events of one stream after the position, newest first, and
- * whether it lost any. Reads at most `cap + 1` of them: one beyond the cap means
- * older ones count as evicted — the memory adapter's per-stream cap, decided
- * when reading instead of by deleting. Expired items (not yet deleted by TTL)
- * are left out and reported, never trusted to have vanished.
+ * One stream read newest first, down to the bound: every entry appended after
+ * the position's own item (`position`, if this stream holds it) or, when the
+ * position is not met, until more than `cap` entries with greater ids were
+ * read — one beyond the cap means older ones count as evicted (the memory
+ * adapter's per-stream cap, decided when reading instead of by deleting).
+ * Expired items (not yet deleted by TTL) are returned, for the caller to
+ * report, never trusted to have vanished.
  */
-async function readStream(read: StreamRead): Promise<{ entries: StreamEntry[]; trimmed: boolean }> {
+async function readStream(read: StreamRead): Promise<{ taken: StreamEntry[]; position: StreamEntry | undefined }> {
   const want = read.cap + 1;
   const taken: StreamEntry[] = [];
+  let greater = 0;
   let start: Item | undefined;
   do {
     const page = await call('dynamodb.query', () =>
@@ -223,25 +263,20 @@ async function readStream(read: StreamRead): Promise<{ entries: StreamEntry[]; t
           ExpressionAttributeValues: { ':pk': s(read.pk), ...(read.bound === '' ? {} : { ':bound': s(read.bound) }) },
           ConsistentRead: true,
           ScanIndexForward: false,
-          Limit: want - taken.length,
+          Limit: want - greater,
           ExclusiveStartKey: start,
         }),
       ),
     );
     for (const item of page.Items ?? []) {
       const entry = readStreamItem(item);
-      if (read.after(entry)) taken.push(entry);
+      if (entry.id === read.lastEventId) return { taken, position: entry };
+      taken.push(entry);
+      if (entry.id > read.lastEventId) greater++;
     }
     start = page.LastEvaluatedKey;
-  } while (start && taken.length < want);
-
-  let trimmed = taken.length > read.cap;
-  const entries: StreamEntry[] = [];
-  for (const entry of taken.slice(0, read.cap)) {
-    if (entry.expiresAtMs > read.now) entries.push(entry);
-    else trimmed = true; // expired: the client missed it for good
-  }
-  return { entries, trimmed };
+  } while (start && greater < want);
+  return { taken, position: undefined };
 }
 
 /** The replayed events, with the long recipient lists fetched from their event items. */

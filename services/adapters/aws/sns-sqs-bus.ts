@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
-import type { Bus, BusHandler, BusMessage, BusTarget, MissedHandler } from '../../ports/bus';
+import type { Bus, BusEntry, BusHandler, BusMessage, BusTarget, MissedHandler } from '../../ports/bus';
 import { NODE_ATTRIBUTE, encodeBusProbe, isNodeId, parseBusWireMessage, type BusWireMessage } from '../../protocol/bus-message';
 import { unavailable } from '../../protocol/faults';
 import type { Logger } from '../../shared/log';
 import { closeNodeQueue, isQueueMissing, openNodeQueue, type NodeQueue } from './node-queue';
-import { publishBody, publishToTopic } from './sns-bus';
+import { publishBatchToTopic, publishBody, publishToTopic } from './sns-bus';
 
 export interface SnsSqsBusOptions {
   readonly sns: SNSClient;
@@ -37,6 +37,8 @@ export interface SnsSqsBusOptions {
 
 /** SQS hands out at most 10 messages per receive, and deletes at most 10 per batch. */
 const BATCH = 10;
+/** Longest a handled message waits for its delete to fill a batch. */
+const DELETE_DELAY_MS = 200;
 /** How long a starting node waits for its probe before it gives up; the ECS health check grace period outlasts it. */
 export const PROBE_TIMEOUT_MS = 120_000;
 const DEFAULT_PROBE = { intervalMs: 2_000, timeoutMs: PROBE_TIMEOUT_MS };
@@ -71,6 +73,10 @@ export class SnsSqsBus implements Bus {
   /** Making the queue again after it vanished: one attempt shared by every poller. */
   private restoring: Promise<void> | undefined;
   private onMissed: MissedHandler | undefined;
+  /** Receipt handles of handled messages, deleted in batches (`queueDelete`). */
+  private toDelete: string[] = [];
+  private deleteTimer: NodeJS.Timeout | undefined;
+  private readonly deletes = new Set<Promise<void>>();
 
   constructor(private readonly options: SnsSqsBusOptions) {
     this.pollers = options.pollers ?? 3;
@@ -102,6 +108,11 @@ export class SnsSqsBus implements Bus {
     if (this.closed) throw unavailable('bus is closed');
     // Usually one body; a deliver too big for one SNS message goes as several, split by recipients.
     await publishToTopic(this.options.sns, this.options.topicArn, message, target);
+  }
+
+  async sendBatch(entries: readonly BusEntry[]): Promise<void> {
+    if (this.closed) throw unavailable('bus is closed');
+    await publishBatchToTopic(this.options.sns, this.options.topicArn, entries);
   }
 
   close(): Promise<void> {
@@ -196,6 +207,9 @@ export class SnsSqsBus implements Bus {
     this.abort.abort();
     await this.starting?.catch(() => undefined);
     await Promise.all(this.loops);
+    clearTimeout(this.deleteTimer);
+    this.toDelete = [];
+    await Promise.all(this.deletes);
     if (!this.queue) return;
     try {
       await closeNodeQueue(this.options.sns, this.options.sqs, this.queue);
@@ -236,22 +250,49 @@ export class SnsSqsBus implements Bus {
     }
   }
 
-  /** Hands each message to the handler in turn, then deletes those it accepted in one call. */
+  /**
+   * Hands each message to the handler in turn and queues those it accepted for
+   * deletion. Deletes are pooled across receives (and pollers) into batches of
+   * up to 10: at a trickle each receive brings one message, and a delete per
+   * receive would double the node's SQS requests. A handled message waits at
+   * most `DELETE_DELAY_MS`, far inside the visibility timeout.
+   */
   private async handleBatch(queueUrl: string, messages: readonly Message[], onMessage: BusHandler): Promise<void> {
-    const done: { Id: string; ReceiptHandle: string }[] = [];
-    for (const [index, received] of messages.entries()) {
+    for (const received of messages) {
       // Not one more handler call once close() has begun, even for messages already received.
       if (this.closed) return;
       const receiptHandle = received.ReceiptHandle;
       if (receiptHandle === undefined) continue;
-      if (await this.handleOne(received, onMessage)) done.push({ Id: String(index), ReceiptHandle: receiptHandle });
+      if (await this.handleOne(received, onMessage)) this.queueDelete(queueUrl, receiptHandle);
     }
-    if (done.length === 0 || this.closed) return;
-    const { Failed } = await this.options.sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: done }), {
-      abortSignal: this.abort.signal,
-    });
-    // Harmless: those messages come back after the visibility timeout and are handled again.
-    if (Failed && Failed.length > 0) this.options.log.warn('bus.delete_failed', { failed: Failed.length, code: Failed[0]?.Code });
+  }
+
+  private queueDelete(queueUrl: string, receiptHandle: string): void {
+    this.toDelete.push(receiptHandle);
+    if (this.toDelete.length >= BATCH) this.flushDeletes(queueUrl);
+    else this.deleteTimer ??= setTimeout(() => this.flushDeletes(queueUrl), DELETE_DELAY_MS);
+  }
+
+  private flushDeletes(queueUrl: string): void {
+    clearTimeout(this.deleteTimer);
+    this.deleteTimer = undefined;
+    while (this.toDelete.length > 0) {
+      const handles = this.toDelete.splice(0, BATCH);
+      // The queue is deleted on close: what is still pending then needs no delete.
+      if (this.closed) continue;
+      const entries = handles.map((ReceiptHandle, i) => ({ Id: String(i), ReceiptHandle }));
+      const deleting = this.options.sqs
+        .send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries }), { abortSignal: this.abort.signal })
+        .then(({ Failed }) => {
+          // Harmless: those messages come back after the visibility timeout and are handled again.
+          if (Failed && Failed.length > 0) this.options.log.warn('bus.delete_failed', { failed: Failed.length, code: Failed[0]?.Code });
+        })
+        .catch((error: unknown) => {
+          if (!this.abort.signal.aborted) this.options.log.warn('bus.delete_failed', { failed: entries.length, error });
+        })
+        .finally(() => this.deletes.delete(deleting));
+      this.deletes.add(deleting);
+    }
   }
 
   /** Whether the message is finished with: handled, a probe, or malformed (it could never succeed). */

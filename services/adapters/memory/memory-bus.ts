@@ -1,4 +1,4 @@
-import type { Bus, BusHandler, BusMessage, BusTarget } from '../../ports/bus';
+import type { Bus, BusEntry, BusHandler, BusMessage, BusTarget } from '../../ports/bus';
 import { unavailable } from '../../protocol/faults';
 
 /**
@@ -41,6 +41,11 @@ export class MemoryBus implements Bus {
       if (handler) this.dispatch(handler, message);
     }
     return Promise.resolve();
+  }
+
+  /** In order, each as `send`: a memory bus has no requests to save. */
+  async sendBatch(entries: readonly BusEntry[]): Promise<void> {
+    for (const { message, target } of entries) await this.send(message, target);
   }
 
   close(): Promise<void> {

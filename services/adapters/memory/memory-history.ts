@@ -64,7 +64,8 @@ export class MemoryHistory implements History {
     if (known && known.expiresAtMs > now) return Promise.resolve({ stored: true, duplicate: true });
 
     const stored: Stored = {
-      event,
+      // `minted` is for the publishing process only; a replay never carries it.
+      event: event.minted === true ? withoutMinted(event) : event,
       seq: ++this.seq,
       expiresAtMs: now + event.ttlSeconds * 1000,
       bytes: event.data.length + EVENT_OVERHEAD_BYTES,
@@ -89,6 +90,13 @@ export class MemoryHistory implements History {
     while (this.bytes > this.options.maxBytes && this.fifoHead < this.fifo.length) this.evictOldest();
     this.compactFifo();
     return Promise.resolve({ stored: true, duplicate: false });
+  }
+
+  /** One at a time: in memory a batch costs nothing more than its events. */
+  async appendBatch(events: readonly HeraldEvent[]): Promise<AppendResult[]> {
+    const results: AppendResult[] = [];
+    for (const event of events) results.push(await this.append(event));
+    return results;
   }
 
   /**
@@ -196,6 +204,10 @@ export class MemoryHistory implements History {
     }
     this.compactFifo();
   }
+}
+
+function withoutMinted({ minted: _minted, ...event }: HeraldEvent): HeraldEvent {
+  return event;
 }
 
 function newStream(): Stream {
