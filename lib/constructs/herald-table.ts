@@ -33,16 +33,9 @@ export const NODE_TABLE_ACTIONS = [
  * The item operations the publisher sends (services/publisher/): the publish
  * budget (UpdateItem leases, GetItem on a denial), the history append
  * (BatchWriteItem; PutItem and GetItem for a caller-chosen id) and the owner
- * lookup. No DeleteItem.
+ * lookup: today the very operations a node sends. No DeleteItem.
  */
-export const PUBLISHER_TABLE_ACTIONS = [
-  'dynamodb:GetItem',
-  'dynamodb:PutItem',
-  'dynamodb:UpdateItem',
-  'dynamodb:Query',
-  'dynamodb:BatchGetItem',
-  'dynamodb:BatchWriteItem',
-] as const;
+export const PUBLISHER_TABLE_ACTIONS = NODE_TABLE_ACTIONS;
 
 /** The janitor reads a node's items and removes those of dead nodes, nothing else. */
 export const JANITOR_TABLE_ACTIONS = ['dynamodb:Query', 'dynamodb:DeleteItem'] as const;

@@ -7,6 +7,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import type { HeraldEvent, Recipients } from '../../protocol/envelope';
 import { unavailable } from '../../protocol/faults';
+import { backoff, mapLimit } from './pacing';
 import { wrapSdkError } from './sdk-errors';
 import { TABLE } from './table';
 
@@ -18,6 +19,8 @@ import { TABLE } from './table';
 
 /** An item as the low-level client reads and writes it. */
 export type Item = Record<string, AttributeValue>;
+
+export { backoff, mapLimit } from './pacing';
 
 export const DAY_MS = 24 * 3600 * 1000;
 
@@ -109,29 +112,6 @@ export async function conditional<T>(operation: string, send: () => Promise<T>):
     }
     throw wrapSdkError(error, operation);
   }
-}
-
-/**
- * Full jitter (a random wait up to a doubling ceiling): writers that collided
- * on one item must not collide again on the retry.
- */
-export function backoff(attempt: number, firstMs = 10, maxMs = 250): Promise<void> {
-  const ceiling = Math.min(maxMs, firstMs * 2 ** Math.min(attempt, 20));
-  return new Promise((resolve) => setTimeout(resolve, Math.random() * ceiling));
-}
-
-/** `fn` over `items` with at most `limit` in flight; results in input order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 function chunks<T>(items: readonly T[], size: number): T[][] {

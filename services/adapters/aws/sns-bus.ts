@@ -3,7 +3,7 @@ import { BusBatchError, type BusEntry, type BusMessage, type BusSender, type Bus
 import { ALL_NODES, NODE_ATTRIBUTE, encodeBusMessageWithin, isNodeId } from '../../protocol/bus-message';
 import { unavailable } from '../../protocol/faults';
 import { utf8Length } from '../../protocol/utf8';
-import { backoff, mapLimit } from './dynamo-items';
+import { backoff, mapLimit } from './pacing';
 import { isTransient, wrapSdkError } from './sdk-errors';
 
 /**
