@@ -13,7 +13,7 @@ import { LogBucket } from './constructs/log-bucket';
 import { NodeBus } from './constructs/node-bus';
 import { Operations } from './constructs/operations';
 import { PublisherFunction } from './constructs/publisher-function';
-import { SseService, type TabPolicy } from './constructs/sse-service';
+import { DEFAULT_CONNECTIONS_PER_TASK, SseService, type TabPolicy } from './constructs/sse-service';
 
 /**
  * Everything a deployment chooses. Values that come from outside the app (a
@@ -63,7 +63,7 @@ export interface HeraldStackProps extends StackProps {
   readonly minTasks?: number;
   /** @default 10 (at most 200: one SNS filter policy per node) */
   readonly maxTasks?: number;
-  /** @default 5000 open streams per task */
+  /** @default 10000 open streams per task (DEFAULT_CONNECTIONS_PER_TASK) */
   readonly connectionsPerTask?: number;
   /** Fargate CPU units: 256, 512, 1024, 2048 or 4096. @default 512 */
   readonly taskCpu?: number;
@@ -145,7 +145,7 @@ export class HeraldStack extends Stack {
       drainWindow: props.drainWindow ?? Duration.seconds(90),
       minTasks: props.minTasks ?? 2,
       maxTasks: props.maxTasks ?? 10,
-      connectionsPerTask: props.connectionsPerTask ?? 5000,
+      connectionsPerTask: props.connectionsPerTask ?? DEFAULT_CONNECTIONS_PER_TASK,
       taskCpu: props.taskCpu ?? 512,
       taskMemoryMiB: props.taskMemoryMiB ?? 1024,
     });

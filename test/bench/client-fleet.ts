@@ -78,6 +78,17 @@ export class ClientFleet {
     return { opened: results.flatMap((r) => r.opened), failures, wallMs: performance.now() - started };
   }
 
+  /** Each client closes `perClient` of its streams and opens them again with `Last-Event-ID`. */
+  async reconnect(perClient: number, concurrency: number): Promise<OpenSummary> {
+    const started = performance.now();
+    const results = await Promise.all(
+      this.clients.map((client) => client.request<OpenResult>('reconnect', { count: perClient, concurrency, timeoutMs: 30_000 }, 120_000 + perClient * 50)),
+    );
+    const failures: Record<string, number> = {};
+    for (const result of results) addCounts(failures, result.failures);
+    return { opened: results.flatMap((r) => r.opened), failures, wallMs: performance.now() - started };
+  }
+
   async report(tags: readonly string[]): Promise<FleetReport> {
     const reports = await Promise.all(this.clients.map((client) => client.request<ClientReport>('report', { tags }, 30_000)));
     const merged: FleetReport = { open: 0, lost: {}, events: {}, tags: {}, cpuUs: 0 };

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { join } from 'node:path';
 import { createAwsClients, type AwsClients } from '../../services/adapters/aws/sdk-clients';
+import { SnsBus } from '../../services/adapters/aws/sns-bus';
 import { createHandler } from '../../services/publisher/lambda';
 import { httpStatus } from '../../services/protocol/errors';
 import { silentLogger } from '../../services/shared/log';
@@ -145,6 +146,9 @@ export async function startClusterShape(options: ShapeOptions): Promise<NodeUnde
   const http = options.publishVia === 'http' ? httpPublisher(cluster, options.publishToken, options.publishers) : undefined;
   const lambda = http ? undefined : lambdaPublisher(publishEnv, emulators.credentials);
   const publish = http?.publish ?? lambda!.publish;
+  // Its own clients, so what it sends is in neither the Lambda's meter nor the nodes'.
+  const busClients = createAwsClients(publishEnv, { credentials: emulators.credentials });
+  const bus = { sender: new SnsBus({ sns: busClients.sns, topicArn: cluster.topicArn }), nodeOf: (user: number) => cluster.nodes[user % cluster.nodes.length]!.id };
   const all = async (): Promise<Array<{ node: ClusterNode; values: Map<string, number> }>> =>
     Promise.all(cluster.nodes.map(async (node) => ({ node, values: await metricsOf(node) })));
   const sum = async (name: string): Promise<number> => (await all()).reduce((total, { node, values }) => total + read(values, name, node.id), 0);
@@ -196,6 +200,7 @@ export async function startClusterShape(options: ShapeOptions): Promise<NodeUnde
         deliveries: read(values, 'herald_deliveries_total', node.id),
       })),
     }),
+    bus,
     otherCpuSeconds: async () => {
       const bench = process.cpuUsage(benchCpuAtStart);
       return {
@@ -205,7 +210,7 @@ export async function startClusterShape(options: ShapeOptions): Promise<NodeUnde
     },
     stop: async () => {
       http?.close();
-      for (const client of lambda ? [lambda.clients.sns, lambda.clients.sqs, lambda.clients.dynamo] : []) client.destroy();
+      for (const clients of lambda ? [lambda.clients, busClients] : [busClients]) for (const client of [clients.sns, clients.sqs, clients.dynamo]) client.destroy();
       await cluster.stop();
       await emulators.stop();
       await emulatorProcess.stop();

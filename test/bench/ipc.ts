@@ -77,6 +77,13 @@ export interface OpenResult {
   readonly ms: number;
 }
 
+/** Close `count` of a client's live streams and open each again, as a browser does: same user, `Last-Event-ID`. */
+export interface ReconnectCommand {
+  readonly count: number;
+  readonly concurrency: number;
+  readonly timeoutMs: number;
+}
+
 export interface TagReport {
   readonly count: number;
   /** ns since the epoch when the last event with this tag was read. */

@@ -12,12 +12,19 @@
  */
 import { connect, type Socket } from 'node:net';
 import { SignJWT } from 'jose';
-import { serve, type ClientReport, type OpenCommand, type OpenResult, type TagReport } from './ipc';
+import { serve, type ClientReport, type OpenCommand, type OpenResult, type ReconnectCommand, type TagReport } from './ipc';
 import { LatencyHistogram } from './stats';
 
 interface Stream {
   readonly user: number;
   readonly socket: Socket;
+  /** Where and as whom it connected: what a reconnect uses again. */
+  readonly url: URL;
+  readonly token: string;
+  /** The last `id:` read: the reconnect's `Last-Event-ID`. */
+  lastId: string | undefined;
+  /** Closed by the client itself to reconnect: not a loss. */
+  leaving: boolean;
   phase: 'head' | 'refused' | 'live';
   rest: string;
   status: number;
@@ -63,6 +70,8 @@ function onLine(stream: Stream, text: string, start: number, end: number, nowNs:
     const t = text.indexOf('"t":', tagEnd);
     if (tagEnd < 0 || t < 0 || t > end) return;
     record(text.slice(tagStart, tagEnd), parseInt(text.slice(t + 4, end), 10), nowNs);
+  } else if (first === 105 /* i */ && text.startsWith('id: ', start)) {
+    stream.lastId = text.slice(start + 4, end);
   } else if (first === 101 /* e */ && text.startsWith('event: ', start)) {
     const name = text.slice(start + 7, end);
     bump(events, name);
@@ -109,12 +118,12 @@ function onClose(stream: Stream): void {
   if (stream.settle) {
     stream.settle(reason);
     stream.settle = undefined;
-  } else if (!closing) {
+  } else if (!closing && !stream.leaving) {
     bump(lost, reason);
   }
 }
 
-function openOne(url: URL, token: string, user: number, command: OpenCommand): Promise<string> {
+function openOne(url: URL, token: string, user: number, command: { localAddress: string; timeoutMs: number }, lastEventId?: string): Promise<string> {
   return new Promise<string>((resolve) => {
     const socket = connect({ host: url.hostname, port: Number(url.port), localAddress: command.localAddress });
     socket.setEncoding('latin1');
@@ -126,6 +135,10 @@ function openOne(url: URL, token: string, user: number, command: OpenCommand): P
     const stream: Stream = {
       user,
       socket,
+      url,
+      token,
+      lastId: lastEventId,
+      leaving: false,
       phase: 'head',
       rest: '',
       status: 0,
@@ -136,7 +149,8 @@ function openOne(url: URL, token: string, user: number, command: OpenCommand): P
       },
     };
     streams.add(stream);
-    socket.write(`GET /events HTTP/1.1\r\nHost: ${url.host}\r\nAccept: text/event-stream\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+    const resume = lastEventId === undefined ? '' : `Last-Event-ID: ${lastEventId}\r\n`;
+    socket.write(`GET /events HTTP/1.1\r\nHost: ${url.host}\r\nAccept: text/event-stream\r\nAuthorization: Bearer ${token}\r\n${resume}\r\n`);
     socket.on('data', (chunk: string) => onData(stream, chunk));
     socket.on('error', (error: NodeJS.ErrnoException) => (stream.error ??= error.code ?? error.message));
     socket.on('close', () => onClose(stream));
@@ -145,6 +159,7 @@ function openOne(url: URL, token: string, user: number, command: OpenCommand): P
 
 async function openAll(command: OpenCommand): Promise<OpenResult> {
   epochNs = command.epochNs;
+  localAddress = command.localAddress;
   const urls = (command.urls && command.urls.length > 0 ? command.urls : [command.url]).map((u) => new URL(u));
   const secret = new TextEncoder().encode(command.secret);
   const expires = Math.floor(Date.now() / 1000) + 3600;
@@ -166,6 +181,32 @@ async function openAll(command: OpenCommand): Promise<OpenResult> {
   return { opened: opened.sort((a, b) => a - b), failures, ms: performance.now() - startedMs };
 }
 
+let localAddress = '127.0.0.1';
+
+/** Closes each chosen stream, waits for the close, and opens it again from its last id. */
+async function reconnect(command: ReconnectCommand): Promise<OpenResult> {
+  const startedMs = performance.now();
+  const chosen = [...streams].filter((s) => s.phase === 'live' && !s.settle).slice(0, command.count);
+  const reopened: number[] = [];
+  const failures: Record<string, number> = {};
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < chosen.length) {
+      const old = chosen[next++]!;
+      old.leaving = true;
+      await new Promise<void>((resolve) => {
+        old.socket.once('close', () => resolve());
+        old.socket.destroy();
+      });
+      const outcome = await openOne(old.url, old.token, old.user, { localAddress, timeoutMs: command.timeoutMs }, old.lastId);
+      if (outcome === 'ready') reopened.push(old.user);
+      else bump(failures, outcome);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(command.concurrency, chosen.length)) }, worker));
+  return { opened: reopened.sort((a, b) => a - b), failures, ms: performance.now() - startedMs };
+}
+
 function report(wanted: readonly string[]): ClientReport {
   const out: Record<string, TagReport> = {};
   for (const tag of wanted) {
@@ -182,6 +223,7 @@ serve(
   {
     open: (request) => openAll(request as unknown as OpenCommand),
     report: (request) => report(request.tags as string[]),
+    reconnect: (request) => reconnect(request as unknown as ReconnectCommand),
     close: () => {
       closing = true;
       for (const stream of streams) stream.socket.destroy();

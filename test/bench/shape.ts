@@ -6,6 +6,7 @@
  * handler). Each is an entry of `SHAPES`, returning the same interface.
  */
 import type { UsageSnapshot } from '../../services/adapters/aws/request-meter';
+import type { BusSender } from '../../services/ports/bus';
 import type { LoopDelay } from './ipc';
 import type { PublishOutcome } from './publisher';
 import { startLocalShape } from './local-shape';
@@ -76,6 +77,12 @@ export interface NodeUnderTest {
   perNode?(): Promise<NodeBreakdown[]>;
   /** The AWS requests counted so far (cluster shape): what the cost phase prices. */
   awsUsage?(): Promise<AwsUsageSample>;
+  /**
+   * The cluster's bus, to send to as a publisher would after its history
+   * write and owners lookup (cluster shape): the cost phase drives the nodes'
+   * receive path with it at a rate the emulated publish path cannot reach.
+   */
+  readonly bus?: { readonly sender: BusSender; nodeOf(user: number): string };
   /** CPU seconds used since start by the shape's other processes (emulators, an in-process publisher), by name. */
   otherCpuSeconds?(): Promise<Record<string, number>>;
   readonly description: string;

@@ -10,7 +10,7 @@ import { NodeBus } from '../../lib/constructs/node-bus';
 import { SseService, type SseServiceProps } from '../../lib/constructs/sse-service';
 import { nodeImageFromRepository } from '../../lib/herald-stack';
 import { PROBE_TIMEOUT_MS } from '../../services/adapters/aws/sns-sqs-bus';
-import { MAX_DRAIN_MS } from '../../services/node/config';
+import { loadConfig, MAX_DRAIN_MS } from '../../services/node/config';
 import { EMF_NAMESPACE, emfRecord } from '../../services/node/emf';
 import { bareStack, grantsOf, once, REGION, resolved } from './infra-kit';
 
@@ -352,6 +352,14 @@ describe('SseService: scaling', () => {
       PredefinedMetricSpecification: { PredefinedMetricType: 'ECSServiceAverageCPUUtilization' },
       TargetValue: 60,
     });
+  });
+
+  it('tracks 10,000 streams per task by default, below the node\'s own connection cap', () => {
+    const { template } = setup({});
+    const connections = policies(template).find((p) => p.CustomizedMetricSpecification !== undefined);
+    expect(connections?.TargetValue).toBe(10_000);
+    // A task must scale out before its nodes start refusing streams at HERALD_MAX_CONNECTIONS.
+    expect(connections?.TargetValue).toBeLessThan(loadConfig({}).maxConnections);
   });
 
   it('scales between the min and max tasks given', () => {
