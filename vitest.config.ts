@@ -35,6 +35,18 @@ export default defineConfig({
       },
       {
         test: {
+          name: 'redis',
+          include: ['test/redis/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 30_000,
+          // Starting a three-master cluster takes a few seconds on a busy machine.
+          hookTimeout: 60_000,
+          // Installs Debian's redis-server when missing (as root), or stops with a message naming it.
+          globalSetup: ['test/redis/global-setup.ts'],
+        },
+      },
+      {
+        test: {
           name: 'infra',
           include: ['test/infra/**/*.test.ts'],
           environment: 'node',
@@ -53,6 +65,19 @@ export default defineConfig({
           fileParallelism: false,
           // Installs Debian's chromium when missing and builds the client bundle the node serves.
           globalSetup: ['test/browser/global-setup.ts'],
+        },
+      },
+      {
+        test: {
+          name: 'packages',
+          include: ['test/packages/**/*.test.ts'],
+          environment: 'node',
+          // npm install into a temporary project, tsc over the AWS SDK's declarations, Chromium: minutes on a busy machine.
+          testTimeout: 180_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+          // Builds the tarballs (scripts/pack.mjs) and installs Debian's chromium when missing.
+          globalSetup: ['test/packages/global-setup.ts'],
         },
       },
     ],

@@ -21,11 +21,21 @@ const client = await build({
   write: false,
 });
 const clientCode = client.outputFiles[0].text;
-// Written by rename, so a node serving dist/ from the sources never reads half a file.
+/**
+ * Every file goes to dist/ by rename, never written in place: a node started
+ * from dist/ (`npm start`, the tests) never reads half a file, and two builds
+ * at once (two `npm start` in one checkout) each leave whole files, the last
+ * rename winning.
+ */
+function writeAtomically(file, contents) {
+  const temporary = `${file}.${process.pid}.tmp`;
+  writeFileSync(temporary, contents);
+  renameSync(temporary, file);
+}
+
 const clientFile = `${root}dist/herald-client.js`;
 mkdirSync(`${root}dist`, { recursive: true });
-writeFileSync(`${clientFile}.${process.pid}.tmp`, clientCode);
-renameSync(`${clientFile}.${process.pid}.tmp`, clientFile);
+writeAtomically(clientFile, clientCode);
 
 const webAssets = {
   'herald-client.js': clientCode,
@@ -46,9 +56,14 @@ const node = await build({
   // The notices found in the sources go to herald-node.mjs.LEGAL.txt, which the bundle's last line names.
   legalComments: 'linked',
   metafile: true,
+  // Kept in memory and written below, each file by rename.
+  write: false,
   logLevel: 'warning',
-  // Read by services/node/routes/client-asset.ts; absent when the node runs from the sources.
-  define: { __HERALD_WEB_ASSETS__: JSON.stringify(webAssets) },
+  // Read by services/node/routes/client-asset.ts and routes/openapi.ts; absent when the node runs from the sources.
+  define: {
+    __HERALD_WEB_ASSETS__: JSON.stringify(webAssets),
+    __HERALD_OPENAPI_YAML__: JSON.stringify(readFileSync(`${root}docs/openapi.yaml`, 'utf8')),
+  },
   // Some dependencies are CommonJS and call require(): give the ESM bundle one.
   banner: { js: "import { createRequire as __heraldCreateRequire } from 'node:module'; const require = __heraldCreateRequire(import.meta.url);" },
 });
@@ -77,9 +92,11 @@ const licences = [...packagesByText]
   .map(([text, packages]) => `${packages.sort(byName).join('\n')}:\n\n${text}`)
   .sort(byName)
   .join(`\n\n${'-'.repeat(72)}\n\n`);
-const legalFile = `${root}dist/herald-node.mjs.LEGAL.txt`;
-// Read only what this build wrote: a file left by an earlier one would get the licences twice.
-const wroteLegal = Object.keys(node.metafile.outputs).some((output) => resolve(output) === resolve(legalFile));
-const comments = wroteLegal ? readFileSync(legalFile, 'utf8').trimEnd() : 'Bundled license information: no notices in the sources.';
-writeFileSync(`${legalFile}.${process.pid}.tmp`, `${comments}\n\nLicences of the packages bundled into herald-node.mjs:\n\n${licences}\n`);
-renameSync(`${legalFile}.${process.pid}.tmp`, legalFile);
+const legalFile = resolve(`${root}dist/herald-node.mjs.LEGAL.txt`);
+// The notices this build found, from memory: what is on disk may be another build's, licences included.
+const legalOutput = node.outputFiles.find((output) => resolve(output.path) === legalFile);
+const comments = legalOutput ? legalOutput.text.trimEnd() : 'Bundled license information: no notices in the sources.';
+writeAtomically(legalFile, `${comments}\n\nLicences of the packages bundled into herald-node.mjs:\n\n${licences}\n`);
+// The bundle last: it names the source map and the licences, which are then in place.
+const bundleLast = (a, b) => Number(a.path.endsWith('.mjs')) - Number(b.path.endsWith('.mjs'));
+for (const output of node.outputFiles.filter((o) => resolve(o.path) !== legalFile).sort(bundleLast)) writeAtomically(output.path, output.contents);

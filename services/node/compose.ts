@@ -1,4 +1,4 @@
-import type { Bus } from '../ports/bus';
+import type { Bus, MissedHandler } from '../ports/bus';
 import type { History } from '../ports/history';
 import type { Owners } from '../ports/owners';
 import type { RateLimiter } from '../ports/rate-limiter';
@@ -11,9 +11,16 @@ import { DynamoOwners } from '../adapters/aws/dynamo-owners';
 import { DynamoRateLimiter } from '../adapters/aws/dynamo-rate-limiter';
 import type { AwsClients } from '../adapters/aws/sdk-clients';
 import { SnsSqsBus } from '../adapters/aws/sns-sqs-bus';
+import { RedisBus } from '../adapters/redis/redis-bus';
+import { connectRedis } from '../adapters/redis/redis-connection';
+import { RedisHistory } from '../adapters/redis/redis-history';
+import { RedisLiveness } from '../adapters/redis/redis-liveness';
+import { RedisOwners } from '../adapters/redis/redis-owners';
+import { RedisRateLimiter } from '../adapters/redis/redis-rate-limiter';
 import type { Logger } from '../shared/log';
 import { LeasedRateLimiter } from '../shared/leased-rate-limiter';
-import type { AwsConfig, Config } from './config';
+import type { AwsConfig, Config, RedisConfig } from './config';
+import type { HealthSource } from './health';
 import type { AwsUsageSource } from './metrics';
 
 export interface Ports {
@@ -21,10 +28,12 @@ export interface Ports {
   readonly owners: Owners;
   readonly history: History;
   readonly publishLimiter: RateLimiter;
-  /** Frees what the composition itself owns (SDK clients), once every adapter has closed. */
-  readonly release?: () => void;
+  /** Frees what the composition itself owns (SDK clients, Redis connections), once every adapter has closed. */
+  readonly release?: () => void | Promise<void>;
   /** aws mode: counts the AWS requests of the clients above, rendered at `/metrics`. */
   readonly awsUsage?: AwsUsageSource;
+  /** redis mode: whether Redis can be reached, for `/healthz`. */
+  readonly health?: HealthSource;
 }
 
 /*
@@ -58,5 +67,77 @@ export function composeAws(config: Config, aws: AwsConfig, clients: AwsClients, 
       clients.sqs.destroy();
       clients.dynamo.destroy();
     },
+  };
+}
+
+/**
+ * Reader backoff of the redis bus: after an outage a reader tries again
+ * within a second, so delivery resumes about when `/healthz` says it does.
+ */
+const REDIS_BUS_BACKOFF = { firstMs: 100, maxMs: 1_000 };
+/** At most one warning a while for the connection errors the Redis client reports. */
+const CLIENT_ERROR_REPORT_MS = 10_000;
+
+/**
+ * Redis for everything: Streams between nodes, a hash per user for owners,
+ * sorted sets for history, GCRA for the shared publish budget. Connects
+ * (rejecting, `unavailable`, when Redis does not answer within its connect
+ * timeout) and starts watching Redis, whose emptying the node handles as a
+ * bus that may have missed messages: the resync makes every stream claim
+ * again and replay from its position.
+ */
+export async function composeRedis(config: Config, redisConfig: RedisConfig, log: Logger): Promise<Ports> {
+  const { target, keyPrefix } = redisConfig;
+  // The client reports every failed reconnect while Redis is away: the cause (refused,
+  // WRONGPASS, TLS) is worth a line, not one every reconnect.
+  let lastReportedMs = Number.NEGATIVE_INFINITY;
+  let lastClientError: unknown;
+  const onError = (error: unknown): void => {
+    lastClientError = error;
+    const now = Date.now();
+    if (now - lastReportedMs < CLIENT_ERROR_REPORT_MS) return log.debug('redis.client_error', { error });
+    lastReportedMs = now;
+    log.warn('redis.client_error', { error });
+  };
+  const connection = target.kind === 'server' ? { url: target.url, cluster: false } : { url: target.seeds, cluster: true };
+  const redis = await connectRedis({ ...connection, onError }).catch((error: unknown) => {
+    // A connect that timed out says only that; the client's own error says why.
+    log.error('redis.connect_failed', { error, clientError: lastClientError });
+    throw error;
+  });
+  const liveness = new RedisLiveness({ redis, log, keyPrefix });
+  try {
+    await liveness.start();
+  } catch (error) {
+    await redis.close();
+    throw error;
+  }
+  return {
+    bus: alsoMissedWhenEmptied(new RedisBus({ redis, log, keyPrefix, backoff: REDIS_BUS_BACKOFF }), liveness),
+    owners: new RedisOwners({ redis, keyPrefix }),
+    history: new RedisHistory({ redis, keyPrefix, maxEventsPerStream: config.historyPerUser, detectEmptied: true }),
+    publishLimiter: new LeasedRateLimiter({ shared: new RedisRateLimiter({ redis, keyPrefix, budget: config.publishRate }), budget: config.publishRate }),
+    health: { name: 'redis', reachable: () => liveness.state() === 'ok' },
+    release: async () => {
+      await liveness.stop();
+      await redis.close();
+    },
+  };
+}
+
+/**
+ * The bus, whose missed handler also runs when Redis was emptied. Its own
+ * readers notice that only for a stream that had messages before; the claims
+ * and the heartbeat went as well, and only the resync puts them back.
+ */
+function alsoMissedWhenEmptied(bus: Bus, liveness: RedisLiveness): Bus {
+  return {
+    start: (nodeId, onMessage, onMissed?: MissedHandler) => {
+      if (onMissed) liveness.onEmptied(onMissed);
+      return bus.start(nodeId, onMessage, onMissed);
+    },
+    send: (message, target) => bus.send(message, target),
+    sendBatch: (entries) => bus.sendBatch(entries),
+    close: () => bus.close(),
   };
 }

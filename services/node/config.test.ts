@@ -68,6 +68,7 @@ describe('loadConfig defaults', () => {
       drainMs: 30_000,
       logLevel: 'info',
       aws: undefined,
+      redis: undefined,
     } satisfies Config);
   });
 
@@ -366,6 +367,92 @@ describe('loadConfig refusals', () => {
 
     it('ignores the AWS variables in local mode', () => {
       expect(load({ HERALD_QUEUE_PREFIX: 'not valid!' }).aws).toBeUndefined();
+    });
+  });
+
+  describe('redis mode', () => {
+    const REDIS = { HERALD_MODE: 'redis', HERALD_JWT_SECRET: SECRET, HERALD_REDIS_URL: 'redis://redis.internal:6379' };
+    const PASSWORD = 's3cr3t-p4ss';
+
+    it('reads one server, listens on all interfaces and leaves X-Forwarded-For untrusted', () => {
+      const config = loadConfig(REDIS);
+      expect([config.mode, config.dev, config.host, config.trustProxy, config.aws]).toEqual(['redis', false, '0.0.0.0', false, undefined]);
+      expect(config.redis).toEqual({ target: { kind: 'server', url: 'redis://redis.internal:6379' }, keyPrefix: 'herald:' });
+    });
+
+    it('trusts X-Forwarded-For when told to, behind a proxy that sets it', () => {
+      expect(loadConfig({ ...REDIS, HERALD_TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    });
+
+    it.each([
+      'redis://localhost',
+      'rediss://redis.example.com:6380',
+      `redis://:${PASSWORD}@10.0.0.5:6379`,
+      `rediss://herald:${PASSWORD}@redis.example.com:6380/3`,
+      'redis://[::1]:6379/0',
+      'redis://h/',
+    ])('accepts HERALD_REDIS_URL %s', (url) => {
+      expect(loadConfig({ ...REDIS, HERALD_REDIS_URL: url }).redis?.target).toEqual({ kind: 'server', url });
+    });
+
+    it('reads the seeds of a cluster, trimmed, and a key prefix', () => {
+      const config = loadConfig({
+        ...REDIS,
+        HERALD_REDIS_URL: undefined,
+        HERALD_REDIS_CLUSTER_NODES: ` rediss://:${PASSWORD}@r1:6379 , rediss://:${PASSWORD}@r2:6379`,
+        HERALD_REDIS_PREFIX: 'chat-prod:',
+      });
+      expect(config.redis).toEqual({
+        target: { kind: 'cluster', seeds: [`rediss://:${PASSWORD}@r1:6379`, `rediss://:${PASSWORD}@r2:6379`] },
+        keyPrefix: 'chat-prod:',
+      });
+    });
+
+    it('needs a secret or a JWKS: every process of the fleet must accept the same tokens', () => {
+      expectRefused({ ...REDIS, HERALD_JWT_SECRET: undefined }, 'HERALD_JWT_SECRET', 'redis mode');
+      const jwks = { HERALD_JWKS_URL: 'https://id.example.com/jwks', HERALD_JWT_ISSUER: 'i', HERALD_JWT_AUDIENCE: 'a' };
+      expect(loadConfig({ ...REDIS, HERALD_JWT_SECRET: undefined, ...jwks }).auth.kind).toBe('jwks');
+    });
+
+    it('needs exactly one of HERALD_REDIS_URL and HERALD_REDIS_CLUSTER_NODES', () => {
+      expectRefused({ ...REDIS, HERALD_REDIS_URL: undefined }, 'HERALD_REDIS_URL', 'is required in redis mode');
+      expectRefused({ ...REDIS, HERALD_REDIS_CLUSTER_NODES: 'redis://r1:6379' }, 'HERALD_REDIS_CLUSTER_NODES', 'not both');
+    });
+
+    it.each([
+      ['not a URL', `:${PASSWORD}@redis:6379`, 'is not a URL'],
+      ['another scheme', `http://:${PASSWORD}@redis:6379`, 'redis:// or rediss://'],
+      ['the password where the scheme goes', `${PASSWORD}:6379`, 'redis:// or rediss://'],
+      ['a host name missing', `redis://:${PASSWORD}@:6379`, 'is not a URL'],
+      ['a database that is not a number', `redis://:${PASSWORD}@redis:6379/zero`, 'database number'],
+      ['a path below the database', `redis://:${PASSWORD}@redis:6379/0/1`, 'database number'],
+      ['a query', `redis://:${PASSWORD}@redis:6379?db=1`, 'no query'],
+      ['a port out of range', `redis://:${PASSWORD}@redis:70000`, 'is not a URL'],
+    ])('refuses a HERALD_REDIS_URL with %s, never printing the password', (_label, url, message) => {
+      const error = expectRefused({ ...REDIS, HERALD_REDIS_URL: url }, 'HERALD_REDIS_URL', message);
+      expect(error.message).not.toContain(PASSWORD);
+    });
+
+    it.each([
+      ['a database number', `redis://:${PASSWORD}@r1:6379,redis://:${PASSWORD}@r2:6379/2`, 'entry 2 names a database'],
+      ['an empty entry', `redis://:${PASSWORD}@r1:6379,,redis://:${PASSWORD}@r2:6379`, 'entry 2 is empty'],
+      ['a bad entry', `redis://:${PASSWORD}@r1:6379,ftp://:${PASSWORD}@r2`, 'entry 2 must start with'],
+      ['seeds with different passwords', `redis://:${PASSWORD}@r1:6379,redis://:other-pass@r2:6379`, 'entry 2 differs'],
+      ['seeds with and without TLS', `rediss://:${PASSWORD}@r1:6379,redis://:${PASSWORD}@r2:6379`, 'entry 2 differs'],
+    ])('refuses HERALD_REDIS_CLUSTER_NODES with %s, never printing the password', (_label, seeds, message) => {
+      const error = expectRefused({ ...REDIS, HERALD_REDIS_URL: undefined, HERALD_REDIS_CLUSTER_NODES: seeds }, 'HERALD_REDIS_CLUSTER_NODES', message);
+      expect(error.message).not.toContain(PASSWORD);
+      expect(error.message).not.toContain('other-pass');
+    });
+
+    it.each(['app{1}:', 'has space', 'p'.repeat(65), 'tab\tprefix'])('refuses the key prefix %j', (prefix) => {
+      expectRefused({ ...REDIS, HERALD_REDIS_PREFIX: prefix }, 'HERALD_REDIS_PREFIX', '1-64 printable ASCII');
+    });
+
+    it('ignores the redis variables in the other modes, and the AWS ones in redis mode', () => {
+      expect(load({ HERALD_REDIS_URL: 'not a url' }).redis).toBeUndefined();
+      expect(loadConfig({ ...AWS, HERALD_REDIS_URL: 'not a url' }).redis).toBeUndefined();
+      expect(loadConfig({ ...REDIS, HERALD_QUEUE_PREFIX: 'not valid!' }).aws).toBeUndefined();
     });
   });
 

@@ -3,11 +3,13 @@ import { isLogLevel, type LogLevel } from '../shared/log';
 import type { TabPolicy } from '../protocol/sse-frame';
 import { isNodeId } from '../protocol/bus-message';
 import type { RateBudget } from '../ports/rate-limiter';
+import { readRedis, type RedisConfig } from './redis-config';
 import { ConfigError, EnvReader, readAwsSettings, readPublishSettings, readQueuePrefix, type AwsSettings, type Env, type PublishSettings } from '../shared/settings';
 
 export { ConfigError } from '../shared/settings';
+export type { RedisConfig, RedisTarget } from './redis-config';
 
-export type Mode = 'local' | 'aws';
+export type Mode = 'local' | 'aws' | 'redis';
 
 export type AuthConfig =
   | { readonly kind: 'hs256'; readonly secret: Uint8Array; readonly issuer?: string; readonly audience?: string }
@@ -19,7 +21,7 @@ export interface AwsConfig extends AwsSettings {
 
 export interface Config extends PublishSettings {
   readonly mode: Mode;
-  /** Dev mode: no secret was configured, so this process made its own. Never in `aws` mode. */
+  /** Dev mode: no secret was configured, so this process made its own. Only in `local` mode. */
   readonly dev: boolean;
   readonly host: string;
   readonly port: number;
@@ -47,6 +49,7 @@ export interface Config extends PublishSettings {
   readonly drainMs: number;
   readonly logLevel: LogLevel;
   readonly aws: AwsConfig | undefined;
+  readonly redis: RedisConfig | undefined;
 }
 
 /** Fargate sends SIGKILL 120 s after SIGTERM at most; the drain and the exit must fit inside. */
@@ -89,8 +92,9 @@ function readAuth(read: EnvReader, mode: Mode): { auth: AuthConfig; dev: boolean
       dev: false,
     };
   }
-  if (mode === 'aws') {
-    throw new ConfigError('HERALD_JWT_SECRET', 'or HERALD_JWKS_URL is required in aws mode (dev mode is local only)');
+  if (mode !== 'local') {
+    // Each process of a fleet would make its own secret and refuse the tokens of the others.
+    throw new ConfigError('HERALD_JWT_SECRET', `or HERALD_JWKS_URL is required in ${mode} mode (dev mode is local only)`);
   }
   return { auth: { kind: 'hs256', secret: randomBytes(32) }, dev: true };
 }
@@ -109,9 +113,10 @@ function readAws(read: EnvReader, mode: Mode): AwsConfig | undefined {
 
 export function loadConfig(env: Env): Config {
   const read = new EnvReader(env);
-  const mode = read.oneOf<Mode>('HERALD_MODE', 'local', ['local', 'aws']);
+  const mode = read.oneOf<Mode>('HERALD_MODE', 'local', ['local', 'aws', 'redis']);
   const { auth, dev } = readAuth(read, mode);
-  const host = read.raw('HERALD_HOST') ?? (mode === 'aws' ? '0.0.0.0' : '127.0.0.1');
+  // A fleet's nodes sit behind a load balancer on other hosts; one local process is reached on loopback.
+  const host = read.raw('HERALD_HOST') ?? (mode === 'local' ? '127.0.0.1' : '0.0.0.0');
   if (dev && !isLoopbackHost(host)) {
     throw new ConfigError('HERALD_HOST', 'dev mode (no HERALD_JWT_SECRET) only listens on loopback; set a secret to listen on other addresses');
   }
@@ -145,6 +150,9 @@ export function loadConfig(env: Env): Config {
     maxConnections: read.int('HERALD_MAX_CONNECTIONS', 16_000, 1, 10_000_000),
     maxConnectionsPerAddress: read.int('HERALD_MAX_CONNECTIONS_PER_IP', 2_000, 1, 10_000_000),
     connectRatePerAddress: { perSecond: connectRate, burst: read.int('HERALD_CONNECT_BURST_PER_IP', Math.max(100, connectRate), 1, 10_000_000) },
+    // Only the ALB of the aws shape is known to append the client's address. In front of a
+    // redis fleet there may be none, or one that does not: trusting the header then lets
+    // any client pick the address its per-address limits are counted against.
     trustProxy: read.bool('HERALD_TRUST_PROXY', mode === 'aws'),
     ...readPublishSettings(read),
     historyMaxBytes: read.int('HERALD_HISTORY_MAX_BYTES', 256 * 1024 * 1024, 1024 * 1024, 64 * 1024 * 1024 * 1024),
@@ -152,6 +160,7 @@ export function loadConfig(env: Env): Config {
     drainMs: read.int('HERALD_DRAIN_MS', 30_000, 0, MAX_DRAIN_MS),
     logLevel: readLogLevel(read),
     aws: readAws(read, mode),
+    redis: mode === 'redis' ? readRedis(read) : undefined,
   };
 }
 

@@ -21,6 +21,7 @@ import { openStream } from './open-stream';
 import { jittered } from './jitter';
 import { retryWithBackoff } from './retry';
 import { HttpStreamSink, chunk } from './http-stream-sink';
+import type { HealthSource } from './health';
 
 /** Why the server itself ends a stream (not the client leaving, nor a newer tab taking over). */
 export type ServerCloseReason = Exclude<CloseReason, 'replaced' | 'client_closed' | 'slow_consumer'>;
@@ -36,6 +37,8 @@ export interface NodeDeps {
   readonly clock?: Clock;
   /** How long this node counts as alive after each heartbeat; a crashed node's streams lapse after it. */
   readonly nodeTtlMs?: number;
+  /** Whether the node can reach what it delivers through, for `/healthz`; absent, it always can. */
+  readonly health?: HealthSource;
 }
 
 const PING = chunk(PING_FRAME);
@@ -63,6 +66,11 @@ export const EARLY_DRAIN_MARGIN_MS = 7_000;
 const RECLAIM_RETRY_MS = 200;
 /** Telling another node's tab it was replaced outlasts a bus outage of a few minutes. */
 const REPLACE_RETRY = { firstMs: 250, maxMs: 10_000, giveUpAfterMs: 5 * 60_000 };
+/**
+ * A resync waits for its heartbeat as long as it takes: streams closed before
+ * the owners answer again would only have their reconnects refused.
+ */
+const RESYNC_HEARTBEAT_RETRY = { firstMs: 100, maxMs: 2_000, giveUpAfterMs: Number.POSITIVE_INFINITY };
 /**
  * One timer for the whole node, not one per stream. Each tick visits one slot
  * of the hub, so each stream is checked (heartbeat due, token expired, stalled)
@@ -92,6 +100,10 @@ export class HeraldNode {
   private heartbeater: NodeJS.Timeout | undefined;
   private drainState: Promise<void> | undefined;
   private stopped = false;
+  /** Until then the owners count this node alive: the expiry of its last heartbeat that was stored. */
+  private aliveUntilMs = 0;
+  /** The resync under way: requests that come meanwhile join it. */
+  private resyncing: Promise<void> | undefined;
 
   constructor(readonly deps: NodeDeps) {
     this.clock = deps.clock ?? systemClock;
@@ -113,7 +125,9 @@ export class HeraldNode {
 
   async start(): Promise<void> {
     // Alive before anything is claimed: records of a node without a heartbeat count as gone.
-    await this.deps.owners.heartbeat(this.nodeId, this.clock() + this.nodeTtlMs);
+    const aliveUntilMs = this.clock() + this.nodeTtlMs;
+    await this.deps.owners.heartbeat(this.nodeId, aliveUntilMs);
+    this.aliveUntilMs = aliveUntilMs;
     await this.deps.bus.start(
       this.nodeId,
       (message) => this.onBusMessage(message),
@@ -219,12 +233,34 @@ export class HeraldNode {
   }
 
   /**
-   * The bus may have dropped messages for this node (see MissedHandler): every
-   * stream is closed with a short jittered `retry:` and reconnects from its
-   * position, and the replay brings what it missed. Streams still opening read
-   * their replay after this, so they need nothing.
+   * The bus may have dropped messages for this node (see MissedHandler), or
+   * the owners lost or lapsed its records: every stream is closed with a short
+   * jittered `retry:` and reconnects from its position, and the replay brings
+   * what it missed. Streams still opening read their replay after this, so
+   * they need nothing. Requests made while one runs join it.
    */
   private resumeAll(): void {
+    if (this.stopped) return;
+    this.resyncing ??= this.resync().finally(() => {
+      this.resyncing = undefined;
+    });
+  }
+
+  private async resync(): Promise<void> {
+    // Heartbeat first: a store that came back empty lost it, and a stream that
+    // reconnects and claims meanwhile would look offline to every publisher.
+    // And only once it is stored: what reported the loss (a bus reader on a
+    // connection of its own) may be back before the owners are.
+    const retry = { ...RESYNC_HEARTBEAT_RETRY, stopped: () => this.stopped };
+    // Never after stop(): its zero heartbeat must stay the last word.
+    const store = (): Promise<void> => (this.stopped ? Promise.reject(new Error('the node stopped')) : this.storeHeartbeat());
+    const stored = await retryWithBackoff(store, retry, (error, attempt) => {
+      this.deps.log.warn('node.resync_waiting', { nodeId: this.nodeId, attempt, error });
+    }).then(
+      () => true,
+      () => false,
+    );
+    if (!stored) return;
     const streams = this.hub.snapshot().filter((c) => c.state !== 'pending');
     this.deps.log.warn('node.resuming_streams', { nodeId: this.nodeId, streams: streams.length });
     for (const connection of streams) this.closeWith(connection, 'resync');
@@ -350,9 +386,23 @@ export class HeraldNode {
 
   private async heartbeat(): Promise<void> {
     try {
-      await this.deps.owners.heartbeat(this.nodeId, this.clock() + this.nodeTtlMs);
+      await this.storeHeartbeat();
     } catch (error) {
       this.deps.log.warn('owners.heartbeat_failed', { nodeId: this.nodeId, error });
+    }
+  }
+
+  /** Stores a heartbeat, rejecting as the owners do; one stored after the last ran out starts a resync. */
+  private async storeHeartbeat(): Promise<void> {
+    const aliveUntilMs = this.clock() + this.nodeTtlMs;
+    await this.deps.owners.heartbeat(this.nodeId, aliveUntilMs);
+    // The previous heartbeat ran out before this one was stored: meanwhile this node's
+    // users counted as offline, so publishes went to history only, never to their streams.
+    const lapsedForMs = this.clock() - this.aliveUntilMs;
+    this.aliveUntilMs = Math.max(this.aliveUntilMs, aliveUntilMs);
+    if (lapsedForMs > 0 && !this.stopped) {
+      this.deps.log.warn('node.heartbeat_lapsed', { nodeId: this.nodeId, lapsedForMs });
+      this.resumeAll();
     }
   }
 

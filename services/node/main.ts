@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createAwsClients } from '../adapters/aws/sdk-clients';
 import { createLogger } from '../shared/log';
 import { ConfigError, loadConfig, type Config } from './config';
-import { composeAws, composeLocal, type Ports } from './compose';
+import { composeAws, composeLocal, composeRedis, type Ports } from './compose';
 import { EmfReporter, emfServiceName } from './emf';
 import { resolveNodeId } from './node-id';
 import { watchForEcsStop } from './ecs-stop-watch';
@@ -30,14 +30,15 @@ try {
 const log = createLogger({ level: config.logLevel });
 const nodeId = await resolveNodeId(process.env, fetch, { log });
 
-function composePorts(): Ports {
-  if (config.aws === undefined) return composeLocal(config, log);
-  return composeAws(config, config.aws, createAwsClients(process.env), log.child({ nodeId }));
+async function composePorts(): Promise<Ports> {
+  if (config.redis !== undefined) return composeRedis(config, config.redis, log.child({ nodeId }));
+  if (config.aws !== undefined) return composeAws(config, config.aws, createAwsClients(process.env), log.child({ nodeId }));
+  return composeLocal(config, log);
 }
 
 let herald: Awaited<ReturnType<typeof startHerald>>;
 try {
-  herald = await startHerald({ config, ports: composePorts(), log, nodeId });
+  herald = await startHerald({ config, ports: await composePorts(), log, nodeId });
 } catch (error) {
   // Its backing services unreachable, or its subscription never confirmed: exit so the scheduler starts another.
   log.error('node.start_failed', { nodeId, error });

@@ -56,7 +56,7 @@ export async function startHerald(options: StartOptions): Promise<RunningHerald>
       await node.stop();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await Promise.all([ports.owners.close(), ports.history.close(), ports.publishLimiter.close()]);
-      ports.release?.();
+      await ports.release?.();
     })();
     return stopping;
   };

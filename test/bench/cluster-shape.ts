@@ -9,7 +9,6 @@
  * measured. Memory and CPU come from each node's /metrics (no forced GC).
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type AddressInfo, type Server } from 'node:net';
 import { join } from 'node:path';
 import { createAwsClients, type AwsClients } from '../../services/adapters/aws/sdk-clients';
 import { SnsBus } from '../../services/adapters/aws/sns-bus';
@@ -17,24 +16,14 @@ import { createHandler } from '../../services/publisher/lambda';
 import { httpStatus } from '../../services/protocol/errors';
 import { silentLogger } from '../../services/shared/log';
 import { buildEntryPoint } from '../support/child-node';
-import { startCluster, type Cluster, type ClusterNode } from '../support/cluster';
+import { startCluster, type Cluster } from '../support/cluster';
 import { emulatorsAt } from '../support/emulators';
 import { IpcChild, track } from './processes';
-import { usageFromMetrics } from './cost';
-import { HttpPublisher, getText, parseMetrics, type PublishOutcome } from './publisher';
-import type { AwsUsageSample, NodeBreakdown, NodeUnderTest, PublishBody, ShapeOptions } from './shape';
+import { fleetReadings, freePorts, roundRobinPublisher } from './node-fleet';
+import type { PublishOutcome } from './publisher';
+import type { AwsUsageSample, NodeUnderTest, PublishBody, ShapeOptions } from './shape';
 
 const here = new URL('.', import.meta.url).pathname;
-
-async function metricsOf(node: ClusterNode): Promise<Map<string, number>> {
-  return parseMetrics(await getText(new URL('/metrics', node.url).href));
-}
-
-function read(values: Map<string, number>, name: string, node: string): number {
-  const value = values.get(name);
-  if (value === undefined) throw new Error(`${node}/metrics has no ${name}`);
-  return value;
-}
 
 interface LambdaPublisher {
   readonly publish: (body: PublishBody) => Promise<PublishOutcome>;
@@ -63,30 +52,6 @@ function lambdaPublisher(env: Record<string, string>, credentials: { accessKeyId
     }
   };
   return { publish, clients, invocations };
-}
-
-/** POST /publish on each node in turn, as a service behind the ALB would. */
-function httpPublisher(cluster: Cluster, publishToken: string, connections: number): { publish: (body: PublishBody) => Promise<PublishOutcome>; close: () => void } {
-  const publishers = cluster.nodes.map((n) => new HttpPublisher(n.url, publishToken, connections));
-  let next = 0;
-  return {
-    publish: (body) => publishers[next++ % publishers.length]!.post(JSON.stringify(body)),
-    close: () => publishers.forEach((p) => p.close()),
-  };
-}
-
-/** Ports free right now on 127.0.0.1: the nodes log at warn, so their port cannot come from their `http.listening` line. */
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, () => new Promise<Server>((resolve, reject) => {
-      const server = createServer();
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve(server));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  return ports;
 }
 
 export async function startClusterShape(options: ShapeOptions): Promise<NodeUnderTest> {
@@ -143,15 +108,13 @@ export async function startClusterShape(options: ShapeOptions): Promise<NodeUnde
     HERALD_TABLE_NAME: cluster.tableName,
     HERALD_PUBLISH_RATE: '10000000',
   };
-  const http = options.publishVia === 'http' ? httpPublisher(cluster, options.publishToken, options.publishers) : undefined;
+  const http = options.publishVia === 'http' ? roundRobinPublisher(cluster.nodes.map((n) => n.url), options.publishToken, options.publishers) : undefined;
   const lambda = http ? undefined : lambdaPublisher(publishEnv, emulators.credentials);
   const publish = http?.publish ?? lambda!.publish;
   // Its own clients, so what it sends is in neither the Lambda's meter nor the nodes'.
   const busClients = createAwsClients(publishEnv, { credentials: emulators.credentials });
   const bus = { sender: new SnsBus({ sns: busClients.sns, topicArn: cluster.topicArn }), nodeOf: (user: number) => cluster.nodes[user % cluster.nodes.length]!.id };
-  const all = async (): Promise<Array<{ node: ClusterNode; values: Map<string, number> }>> =>
-    Promise.all(cluster.nodes.map(async (node) => ({ node, values: await metricsOf(node) })));
-  const sum = async (name: string): Promise<number> => (await all()).reduce((total, { node, values }) => total + read(values, name, node.id), 0);
+  const readings = fleetReadings(cluster.nodes);
 
   const emulatorCpu = async (): Promise<number> => (await emulatorProcess.request<{ cpuUs: number }>('sample', {}, 10_000)).cpuUs;
   const emulatorCpuAtStart = await emulatorCpu();
@@ -171,34 +134,14 @@ export async function startClusterShape(options: ShapeOptions): Promise<NodeUnde
       `targets are the single-node ones; this shape measures the AWS path (DynamoDB, SNS, SQS long polls) on emulators sharing the machine's cores with ${options.nodes} nodes and the load clients`,
     ],
     publish,
-    memory: async () => ({ rss: await sum('process_resident_memory_bytes'), heapUsed: await sum('nodejs_heap_used_bytes'), afterGc: false }),
-    cpu: async () => ({ totalUs: (await sum('process_cpu_seconds_total')) * 1e6 }),
-    counters: async () => {
-      const total = new Map<string, number>();
-      for (const { values } of await all()) for (const [name, value] of values) if (name.startsWith('herald_')) total.set(name, (total.get(name) ?? 0) + value);
-      return total;
-    },
-    perNode: async (): Promise<NodeBreakdown[]> => {
-      const nodes = (await all()).map(({ node, values }) => ({
-        id: node.id,
-        connections: read(values, 'herald_connections', node.id),
-        rss: read(values, 'process_resident_memory_bytes', node.id),
-        cpuSeconds: read(values, 'process_cpu_seconds_total', node.id),
-        busMessages: read(values, 'herald_bus_messages_total', node.id),
-        deliveries: read(values, 'herald_deliveries_total', node.id),
-      }));
-      return nodes;
-    },
+    memory: readings.memory,
+    cpu: readings.cpu,
+    counters: readings.counters,
+    perNode: readings.perNode,
     awsUsage: async (): Promise<AwsUsageSample> => ({
       publisher: lambda?.clients.meter.snapshot() ?? {},
       lambda: { invocations: lambda?.invocations.count ?? 0, wallMs: lambda?.invocations.wallMs ?? 0 },
-      nodes: (await all()).map(({ node, values }) => ({
-        id: node.id,
-        usage: usageFromMetrics(values),
-        cpuSeconds: read(values, 'process_cpu_seconds_total', node.id),
-        busMessages: read(values, 'herald_bus_messages_total', node.id),
-        deliveries: read(values, 'herald_deliveries_total', node.id),
-      })),
+      nodes: await readings.usage(),
     }),
     bus,
     otherCpuSeconds: async () => {

@@ -26,7 +26,7 @@ export interface BenchOptions {
   readonly ttl: number | undefined;
   /** Write a CPU profile of the node during the sustained phase (local shape). */
   readonly profile: boolean;
-  /** Nodes of the cluster shape. */
+  /** Nodes of the cluster or redis shape. */
   readonly nodes: number;
   /** How the cluster shape publishes. */
   readonly publishVia: 'lambda' | 'http';
@@ -43,9 +43,9 @@ export interface BenchOptions {
 }
 
 /**
- * Smaller defaults for the cluster shape: its nodes, the emulators and the
- * load clients share the machine's cores, and every publish goes through
- * DynamoDB, SNS and SQS on the emulators.
+ * Smaller defaults for the multi-node shapes: the nodes, their backing
+ * services (the emulators, or Redis) and the load clients share the
+ * machine's cores.
  */
 export const CLUSTER_DEFAULTS = { connections: 3_000, samples: 500, nodes: 3 } as const;
 
@@ -56,11 +56,12 @@ export const USAGE = `npm run bench -- [flags]
 
   --connections N     streams to open, one user each (default 10000)
   --clients N         client processes, each from its own 127.0.0.x (default 4)
-  --shape S           what to start: local (one node, memory adapters; default) or cluster
+  --shape S           what to start: local (one node, memory adapters; default), cluster
                       (the AWS shape on this machine: --nodes nodes in aws mode on the emulators,
-                      publishing through the Lambda handler → SNS → SQS; defaults --connections ${CLUSTER_DEFAULTS.connections},
-                      --samples ${CLUSTER_DEFAULTS.samples})
-  --nodes N           nodes of the cluster shape (default ${CLUSTER_DEFAULTS.nodes})
+                      publishing through the Lambda handler → SNS → SQS) or redis (--nodes nodes in
+                      redis mode on one redis-server, publishing with POST /publish on each in turn);
+                      both default to --connections ${CLUSTER_DEFAULTS.connections}, --samples ${CLUSTER_DEFAULTS.samples}
+  --nodes N           nodes of the cluster or redis shape (default ${CLUSTER_DEFAULTS.nodes})
   --publish-via P     cluster shape: lambda (default: the Lambda handler, in the bench process) or http (POST /publish)
   --url URL           measure an existing node on 127.0.0.0/8 instead of starting one
   --publish-token T   its HERALD_PUBLISH_TOKEN (with --url)
@@ -141,8 +142,11 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
   const shape = values.shape ?? 'local';
   if (!(shape in SHAPES)) throw new UsageError(`--shape must be one of: ${Object.keys(SHAPES).join(', ')}`);
   const cluster = shape === 'cluster';
-  const shapeDefaults = cluster ? (['connections', 'samples'] as const).filter((name) => values[name] === undefined).map((name) => `--${name} ${CLUSTER_DEFAULTS[name]}`) : [];
-  if (!cluster && (values.nodes !== undefined || values['publish-via'] !== undefined)) throw new UsageError('--nodes and --publish-via go with --shape cluster');
+  // Both run several node processes sharing the machine with their backing services.
+  const multiNode = cluster || shape === 'redis';
+  const shapeDefaults = multiNode ? (['connections', 'samples'] as const).filter((name) => values[name] === undefined).map((name) => `--${name} ${CLUSTER_DEFAULTS[name]}`) : [];
+  if (!multiNode && values.nodes !== undefined) throw new UsageError('--nodes goes with --shape cluster or redis');
+  if (!cluster && values['publish-via'] !== undefined) throw new UsageError('--publish-via goes with --shape cluster (the redis shape publishes with POST /publish)');
   const costFlags = (['cost-count', 'cost-rate', 'cost-idle', 'cost-only'] as const).filter((name) => values[name] !== undefined);
   if (!cluster && costFlags.length > 0) throw new UsageError(`--${costFlags[0]!} goes with --shape cluster: only it has AWS requests to count`);
   const costCount = int(values, 'cost-count', cluster ? COST_DEFAULTS.count : 0, 0, 100_000);
@@ -151,7 +155,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
   const nodes = int(values, 'nodes', CLUSTER_DEFAULTS.nodes, 1, 16);
   const publishVia = values['publish-via'] ?? 'lambda';
   if (publishVia !== 'lambda' && publishVia !== 'http') throw new UsageError('--publish-via must be lambda or http');
-  const connections = int(values, 'connections', cluster ? CLUSTER_DEFAULTS.connections : 10_000, 1, 100_000);
+  const connections = int(values, 'connections', multiNode ? CLUSTER_DEFAULTS.connections : 10_000, 1, 100_000);
   const clients = int(values, 'clients', Math.min(4, connections), 1, 200);
   if (Math.ceil(connections / clients) > MAX_STREAMS_PER_CLIENT) {
     throw new UsageError(`--clients ${clients} would put more than ${MAX_STREAMS_PER_CLIENT} streams in one process (20,000 open files each): use --clients ${Math.ceil(connections / MAX_STREAMS_PER_CLIENT)} or more`);
@@ -166,10 +170,10 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
   } else if (values['publish-token'] !== undefined || values.secret !== undefined) {
     throw new UsageError('--publish-token and --secret only go with --url; the local shape makes its own');
   }
-  if (target === undefined && Math.ceil(connections / (cluster ? nodes : 1)) > LOCAL_MAX_CONNECTIONS) {
+  if (target === undefined && Math.ceil(connections / (multiNode ? nodes : 1)) > LOCAL_MAX_CONNECTIONS) {
     throw new UsageError(`a node is one process with at most 20,000 open files: --connections ${LOCAL_MAX_CONNECTIONS} per node at most`);
   }
-  if (target !== undefined && cluster) throw new UsageError('--url measures an existing node; it does not go with --shape cluster');
+  if (target !== undefined && multiNode) throw new UsageError(`--url measures an existing node; it does not go with --shape ${shape}`);
   const rateRaw = values.rate;
 
   return {
@@ -179,7 +183,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     target,
     durationS: int(values, 'duration', 10, 1, 300),
     json: values.json ?? false,
-    samples: int(values, 'samples', cluster ? CLUSTER_DEFAULTS.samples : 2000, 1, 100_000),
+    samples: int(values, 'samples', multiNode ? CLUSTER_DEFAULTS.samples : 2000, 1, 100_000),
     rounds: int(values, 'rounds', 10, 1, 100),
     publishers: int(values, 'publishers', 4, 1, 64),
     batch: int(values, 'batch', 100, 1, 100),

@@ -172,6 +172,9 @@ function rows(result: BenchResult): Row[] {
   ];
 }
 
+/** The stream count the targets in the table are set for. */
+const TARGET_STREAMS = 10_000;
+
 export function renderTable(result: BenchResult): string {
   const table = markdownTable(
     ['measure', 'result', 'target', 'meets', 'nginx+Nchan', 'Pushpin'],
@@ -184,14 +187,22 @@ export function renderTable(result: BenchResult): string {
     '',
     table,
   ];
+  if (result.connections.opened < TARGET_STREAMS) {
+    lines.push(
+      '',
+      `note: the targets are for ${formatCount(TARGET_STREAMS)} streams on one node. With ${formatCount(result.connections.opened)}, fixed costs (the process's own memory, timers, the first requests' warm-up) weigh on every per-stream and per-delivery figure, so a "NO" here says little: run the default size before reading it as a regression.`,
+    );
+  }
   if (result.perNode) {
     const { idle, end } = result.perNode;
     lines.push('', 'Per node (from /metrics; CPU and counts over the measured phases, after the streams opened):');
     lines.push(
       markdownTable(
-        ['node', 'streams', 'RSS idle', 'RSS at the end', 'CPU', 'bus messages', 'deliveries'],
+        ['node', 'streams', 'RSS idle', 'RSS at the end', 'CPU', 'bus messages', 'deliveries', 'CPU per bus message (all its work)'],
         end.map((e) => {
           const i = idle.find((n) => n.id === e.id);
+          const cpuMs = (e.cpuSeconds - (i?.cpuSeconds ?? 0)) * 1000;
+          const messages = e.busMessages - (i?.busMessages ?? 0);
           return [
             e.id,
             formatCount(i?.connections ?? e.connections),
@@ -200,6 +211,7 @@ export function renderTable(result: BenchResult): string {
             `${(e.cpuSeconds - (i?.cpuSeconds ?? 0)).toFixed(2)} s`,
             formatCount(e.busMessages - (i?.busMessages ?? 0)),
             formatCount(e.deliveries - (i?.deliveries ?? 0)),
+            messages > 0 ? `${(cpuMs / messages).toFixed(3)} ms` : '',
           ];
         }),
       ),

@@ -128,4 +128,5 @@ export const SHAPES: Readonly<Record<string, Shape>> = {
   local: startLocalShape,
   // Loaded on use: it brings the AWS SDK and the Lambda publisher, which the local shape does not need.
   cluster: async (options) => (await import('./cluster-shape')).startClusterShape(options),
+  redis: async (options) => (await import('./redis-shape')).startRedisShape(options),
 };

@@ -23,6 +23,8 @@ afterEach(async () => {
 });
 
 const SHORT_SECRET = 'only-twenty-bytes-ok';
+const REDIS_PASSWORD = 'redis-password-never-printed';
+const REDIS = { HERALD_MODE: 'redis', HERALD_JWT_SECRET: TEST_SECRET };
 
 describe('configuration errors at start (built entry point)', () => {
   it.each([
@@ -34,6 +36,11 @@ describe('configuration errors at start (built entry point)', () => {
     ['an unknown HERALD_TAB_POLICY', { HERALD_JWT_SECRET: TEST_SECRET, HERALD_TAB_POLICY: 'tabs' }, 'HERALD_TAB_POLICY'],
     ['HERALD_PORT out of range', { HERALD_JWT_SECRET: TEST_SECRET, HERALD_PORT: '70000' }, 'HERALD_PORT'],
     ['a JWT secret shorter than 32 bytes', { HERALD_JWT_SECRET: SHORT_SECRET }, 'HERALD_JWT_SECRET'],
+    ['HERALD_MODE=redis without a secret', { HERALD_MODE: 'redis', HERALD_REDIS_URL: 'redis://127.0.0.1:6379' }, 'HERALD_JWT_SECRET'],
+    ['HERALD_MODE=redis without a Redis', REDIS, 'HERALD_REDIS_URL'],
+    ['HERALD_MODE=redis with both a server and a cluster', { ...REDIS, HERALD_REDIS_URL: 'redis://r:6379', HERALD_REDIS_CLUSTER_NODES: 'redis://r:6379' }, 'HERALD_REDIS_CLUSTER_NODES'],
+    ['a cluster seed with a database number', { ...REDIS, HERALD_REDIS_CLUSTER_NODES: 'redis://r1:6379,redis://r2:6379/1' }, 'HERALD_REDIS_CLUSTER_NODES'],
+    ['a Redis key prefix with a brace', { ...REDIS, HERALD_REDIS_URL: 'redis://r:6379', HERALD_REDIS_PREFIX: '{herald}' }, 'HERALD_REDIS_PREFIX'],
   ])('exits 1 on %s, naming the variable in a JSON line on stderr', async (_, env, variable) => {
     child = spawnChildNode(entry!.path, { HERALD_PORT: '0', ...env });
     const exit = await withDeadline(child.exited, 10_000, 'the node to exit');
@@ -44,6 +51,17 @@ describe('configuration errors at start (built entry point)', () => {
     expect(lines[0]).toMatchObject({ level: 'error', event: 'config.invalid', variable });
     expect(String(lines[0]!.message)).toContain(variable);
     expect(child.logs.some((l) => l.event === 'http.listening')).toBe(false);
+  });
+
+  it.each([
+    ['scheme', `http://:${REDIS_PASSWORD}@127.0.0.1:6379`],
+    ['database', `redis://herald:${REDIS_PASSWORD}@127.0.0.1:6379/db`],
+  ])('does not print the password of a HERALD_REDIS_URL refused for its %s', async (_, url) => {
+    child = spawnChildNode(entry!.path, { HERALD_PORT: '0', ...REDIS, HERALD_REDIS_URL: url });
+    const exit = await withDeadline(child.exited, 10_000, 'the node to exit');
+    expect(exit.code).toBe(1);
+    expect(child.stderrLines.join('\n')).toContain('HERALD_REDIS_URL');
+    expect([...child.stderrLines, ...child.logs.map((l) => JSON.stringify(l))].join('\n')).not.toContain(REDIS_PASSWORD);
   });
 
   it('does not print the rejected secret', async () => {

@@ -43,6 +43,35 @@ describe('GET /healthz', () => {
   });
 });
 
+describe('GET /healthz with a health source', () => {
+  it('answers 503 unavailable, naming the source, while it cannot deliver; 200 again once it can', async () => {
+    const source = { reachable: true };
+    const node = await startTestNode({ ports: (defaults) => ({ ...defaults, health: { name: 'redis', reachable: () => source.reachable } }) });
+    const health = async (): Promise<[number, unknown]> => {
+      const response = await fetch(new URL('/healthz', node.url));
+      return [response.status, await response.json()];
+    };
+    expect(await health()).toEqual([200, { status: 'ok', nodeId: node.node.nodeId, connections: 0 }]);
+
+    source.reachable = false;
+    expect(await health()).toEqual([503, { status: 'unavailable', reason: 'redis', nodeId: node.node.nodeId }]);
+
+    source.reachable = true;
+    expect(await health()).toEqual([200, { status: 'ok', nodeId: node.node.nodeId, connections: 0 }]);
+  });
+
+  it('says draining rather than unavailable once the node drains', async () => {
+    const node = await startTestNode({ env: { HERALD_DRAIN_MS: '1000' }, ports: (defaults) => ({ ...defaults, health: { name: 'redis', reachable: () => false } }) });
+    const draining = node.node.drain();
+
+    const response = await fetch(new URL('/healthz', node.url));
+
+    expect(response.status).toBe(503);
+    expect(await response.json()).toEqual({ status: 'draining', nodeId: node.node.nodeId });
+    await draining;
+  });
+});
+
 describe('GET /metrics', () => {
   it('is Prometheus text 0.0.4 with every family announced, and the process metrics', async () => {
     const node = await startTestNode();

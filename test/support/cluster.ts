@@ -5,6 +5,9 @@
  * proxy that stands in for the ALB. Shared by `npm run cluster`
  * (scripts/cluster.ts), the cluster tests and the cluster benchmark, so it
  * must not import vitest. Every process it starts is stopped by its pid.
+ *
+ * Starting and stopping node processes (`launchNode`, `stopNodes`) is the
+ * same in every mode: redis-fleet.ts starts its nodes with them.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,10 +21,29 @@ import { scrape } from './prometheus-text';
 import { openStream, type SseStream, type StreamOptions } from './sse-client';
 import { TEST_PUBLISH_TOKEN, TEST_SECRET, signToken } from './tokens';
 
-export interface ClusterOptions {
-  readonly emulators: Emulators;
+/** How node processes are run, whatever their mode. */
+export interface NodeProcessOptions {
   /** The node bundle to run, e.g. `dist/herald-node.mjs` or buildEntryPoint()'s copy. */
   readonly entry: string;
+  /** Arguments before the entry, e.g. `['--enable-source-maps']`. */
+  readonly nodeArgs?: readonly string[];
+  /**
+   * Start each node in a process group of its own, so a Ctrl-C in the terminal
+   * reaches only the script, which then drains the nodes once (a second signal
+   * would make a node exit at once). @default false
+   */
+  readonly detached?: boolean;
+  /** Every stdout/stderr line of every node, for a script to print. */
+  readonly onLine?: (nodeId: string, line: string, stream: 'stdout' | 'stderr') => void;
+  /**
+   * Keep each node's parsed log lines (`process.logs`) for the whole run. A
+   * long-running script turns it off so memory does not grow with the logs. @default true
+   */
+  readonly retainLogs?: boolean;
+}
+
+export interface ClusterOptions extends NodeProcessOptions {
+  readonly emulators: Emulators;
   /** Node ids, one process each, e.g. `['a', 'b', 'c']`. */
   readonly nodeIds: readonly string[];
   /** Names on the emulators; made if absent (`createTable`, `createTopic`). */
@@ -42,23 +64,8 @@ export interface ClusterOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Environment for one node, over `env`: e.g. AWS endpoints through a TCP proxy. */
   readonly nodeEnv?: (nodeId: string) => Readonly<Record<string, string>>;
-  /** Arguments before the entry, e.g. `['--enable-source-maps']`. */
-  readonly nodeArgs?: readonly string[];
   /** Put the ALB stand-in in front of the nodes. @default undefined (no proxy) */
   readonly proxy?: Omit<AlbProxyOptions, 'targets'>;
-  /**
-   * Start each node in a process group of its own, so a Ctrl-C in the terminal
-   * reaches only the script, which then drains the nodes once (a second signal
-   * would make a node exit at once). @default false
-   */
-  readonly detached?: boolean;
-  /** Every stdout/stderr line of every node, for a script to print. */
-  readonly onLine?: (nodeId: string, line: string, stream: 'stdout' | 'stderr') => void;
-  /**
-   * Keep each node's parsed log lines (`process.logs`) for the whole run. A
-   * long-running script turns it off so memory does not grow with the logs. @default true
-   */
-  readonly retainLogs?: boolean;
 }
 
 export interface ClusterNode {
@@ -111,8 +118,8 @@ function nodeEnvironment(options: ClusterOptions, topicArn: string, nodeId: stri
   };
 }
 
-function spawnNode(options: ClusterOptions, env: Record<string, string>, nodeId: string): ChildNode {
-  // aws mode writes nothing to its working directory; a fresh one makes sure of it.
+function spawnNode(options: NodeProcessOptions, env: Record<string, string>, nodeId: string): ChildNode {
+  // aws and redis mode write nothing to their working directory; a fresh one makes sure of it.
   const cwd = mkdtempSync(join(tmpdir(), 'herald-cluster-'));
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.entry], {
     cwd,
@@ -191,6 +198,47 @@ function kill(child: ChildNode, signal: NodeJS.Signals): void {
   }
 }
 
+/**
+ * Spawns one node process with exactly `env` (PATH included) and waits until
+ * it listens. `label` names it in `onLine` and is its `id`, unless
+ * `idFromLog`: then its id is the one it picked, from its `http.listening`
+ * line (port 0 only). `started` gets the child before it listens, so a caller
+ * can stop it whatever happens next.
+ */
+export async function launchNode(
+  options: NodeProcessOptions,
+  launch: { env: Record<string, string>; label: string; port: number; publishToken: string; idFromLog?: boolean },
+  started: (child: ChildNode) => void,
+): Promise<ClusterNode> {
+  const child = spawnNode(options, launch.env, launch.label);
+  started(child);
+  const url = launch.port === 0 ? await child.url(20_000) : await listening(child, launch.port);
+  let id = launch.label;
+  if (launch.idFromLog === true) {
+    const line = child.logs.find((l) => l.event === 'http.listening');
+    if (typeof line?.nodeId !== 'string') throw new Error(`node ${launch.label} logged no node id in http.listening`);
+    id = line.nodeId;
+  }
+  if (options.retainLogs === false) {
+    child.logs.length = 0;
+    // After ChildNode's own listener: each line is kept only until the next chunk.
+    child.child.stdout?.on('data', () => (child.logs.length = 0));
+  }
+  return clusterNode(id, url, child, launch.publishToken);
+}
+
+/** Stops node processes by pid, as `Cluster.stop` describes. */
+export async function stopNodes(children: readonly ChildNode[], { graceful = false, graceMs = 10_000 }: { graceful?: boolean; graceMs?: number } = {}): Promise<void> {
+  const running = children.filter((c) => !c.exit);
+  for (const child of running) kill(child, graceful ? 'SIGTERM' : 'SIGKILL');
+  await Promise.all(
+    running.map(async (child) => {
+      const timer = setTimeout(() => kill(child, 'SIGKILL'), graceful ? graceMs : 0);
+      await withDeadline(child.exited, graceMs + 5_000, `node pid ${child.pid} to exit`).finally(() => clearTimeout(timer));
+    }),
+  );
+}
+
 /** Makes the topic and table, starts the nodes (in parallel) and, if asked, the proxy in front of them. */
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const topicArn = await options.emulators.createTopic(options.topicName);
@@ -202,28 +250,14 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   let proxy: AlbProxy | undefined;
 
   const launch = async (nodeId: string, port: number): Promise<ClusterNode> => {
-    const child = spawnNode(options, nodeEnvironment(options, topicArn, nodeId, port), nodeId);
-    children.push(child);
-    const url = port === 0 ? await child.url(20_000) : await listening(child, port);
-    if (options.retainLogs === false) {
-      child.logs.length = 0;
-      // After ChildNode's own listener: each line is kept only until the next chunk.
-      child.child.stdout?.on('data', () => (child.logs.length = 0));
-    }
-    const node = clusterNode(nodeId, url, child, publishToken);
+    const env = nodeEnvironment(options, topicArn, nodeId, port);
+    const node = await launchNode(options, { env, label: nodeId, port, publishToken }, (child) => children.push(child));
     nodes.push(node);
     return node;
   };
 
-  const stop: Cluster['stop'] = async ({ graceful = false, graceMs = 10_000 } = {}) => {
-    const running = children.filter((c) => !c.exit);
-    for (const child of running) kill(child, graceful ? 'SIGTERM' : 'SIGKILL');
-    await Promise.all(
-      running.map(async (child) => {
-        const timer = setTimeout(() => kill(child, 'SIGKILL'), graceful ? graceMs : 0);
-        await withDeadline(child.exited, graceMs + 5_000, `node pid ${child.pid} to exit`).finally(() => clearTimeout(timer));
-      }),
-    );
+  const stop: Cluster['stop'] = async (stopOptions = {}) => {
+    await stopNodes(children, stopOptions);
     await proxy?.close();
   };
 

@@ -1,8 +1,11 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { SNSClient, type SNSClientConfig } from '@aws-sdk/client-sns';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { SNSClient } from '@aws-sdk/client-sns';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Env } from '../../shared/settings';
+import { commonConfig, createPublishClients, endpointFor, REQUEST_TIMEOUT_MS, requestHandler, type AwsClientOptions } from './publish-clients';
 import { RequestMeter } from './request-meter';
+
+export type { AwsClientOptions } from './publish-clients';
 
 export interface AwsClients {
   readonly sns: SNSClient;
@@ -10,33 +13,6 @@ export interface AwsClients {
   readonly dynamo: DynamoDBClient;
   /** Counts what the three clients send, by operation, and the DynamoDB units it consumed (request-meter.ts). */
   readonly meter: RequestMeter;
-}
-
-export interface AwsClientOptions {
-  /**
-   * Static credentials or a provider: for emulators only. Production passes
-   * none, so the SDK's default chain finds the task role (never hard-code keys).
-   * @default the SDK's default credential provider chain
-   */
-  readonly credentials?: NonNullable<SNSClientConfig['credentials']>;
-  /** @default 3 (the SDK's standard retry mode) */
-  readonly maxAttempts?: number;
-}
-
-/** A TCP connect that takes longer than this means the endpoint is unreachable; fail and retry. */
-const CONNECTION_TIMEOUT_MS = 3_000;
-/** Whole-request deadlines. SQS must outlast a 20 s long poll; the others answer in milliseconds. */
-const REQUEST_TIMEOUT_MS = { sns: 10_000, sqs: 30_000, dynamo: 5_000 } as const;
-
-function handler(requestTimeout: number): { connectionTimeout: number; requestTimeout: number; throwOnRequestTimeout: true } {
-  // Without throwOnRequestTimeout the SDK only warns when requestTimeout passes.
-  return { connectionTimeout: CONNECTION_TIMEOUT_MS, requestTimeout, throwOnRequestTimeout: true };
-}
-
-function endpointFor(env: Env, service: 'SNS' | 'SQS' | 'DYNAMODB'): string | undefined {
-  if (env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS?.trim() === 'true') return undefined;
-  const value = env[`AWS_ENDPOINT_URL_${service}`]?.trim() || env.AWS_ENDPOINT_URL?.trim();
-  return value === '' ? undefined : value;
 }
 
 /**
@@ -47,27 +23,18 @@ function endpointFor(env: Env, service: 'SNS' | 'SQS' | 'DYNAMODB'): string | un
  * One request meter counts what all three send.
  */
 export function createAwsClients(env: Env, options: AwsClientOptions = {}): AwsClients {
-  const region = env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim() || undefined;
-  const common = {
-    ...(region === undefined ? {} : { region }),
-    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
-    maxAttempts: options.maxAttempts ?? 3,
-  };
-  const snsEndpoint = endpointFor(env, 'SNS');
   const sqsEndpoint = endpointFor(env, 'SQS');
-  const dynamoEndpoint = endpointFor(env, 'DYNAMODB');
   const clients = {
-    sns: new SNSClient({ ...common, ...(snsEndpoint ? { endpoint: snsEndpoint } : {}), requestHandler: handler(REQUEST_TIMEOUT_MS.sns) }),
+    ...createPublishClients(env, options),
     sqs: new SQSClient({
-      ...common,
+      ...commonConfig(env, options),
       // With an override the SDK would otherwise send each call to the host in the
       // QueueUrl, which for emulators (fauxqs: sqs.<region>.localhost) may not resolve.
       ...(sqsEndpoint ? { endpoint: sqsEndpoint, useQueueUrlAsEndpoint: false } : {}),
-      requestHandler: handler(REQUEST_TIMEOUT_MS.sqs),
+      requestHandler: requestHandler(REQUEST_TIMEOUT_MS.sqs),
     }),
-    dynamo: new DynamoDBClient({ ...common, ...(dynamoEndpoint ? { endpoint: dynamoEndpoint } : {}), requestHandler: handler(REQUEST_TIMEOUT_MS.dynamo) }),
   };
   const meter = new RequestMeter();
-  for (const client of Object.values(clients)) meter.attach(client);
+  for (const client of [clients.sns, clients.sqs, clients.dynamo]) meter.attach(client);
   return { ...clients, meter };
 }

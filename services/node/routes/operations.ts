@@ -4,9 +4,12 @@ import type { HeraldNode } from '../herald-node';
 
 /** `GET /healthz` for the load balancer, `GET /metrics` for Prometheus. */
 export function operationsRoutes(app: Hono<{ Bindings: HttpBindings }>, node: HeraldNode): void {
+  const { health } = node.deps;
   app.get('/healthz', (c) => {
     // 503 while draining takes the node out of the target group before its streams close.
     if (node.draining) return c.json({ status: 'draining', nodeId: node.nodeId }, 503);
+    // Out of the target group too while it cannot deliver: new streams would only be refused or go quiet.
+    if (health !== undefined && !health.reachable()) return c.json({ status: 'unavailable', reason: health.name, nodeId: node.nodeId }, 503);
     return c.json({ status: 'ok', nodeId: node.nodeId, connections: node.hub.size });
   });
 

@@ -1,0 +1,83 @@
+/**
+ * The redis shape on one machine: node processes of the built entry in redis
+ * mode, all on one Redis (a server or a cluster), each picking its own node
+ * id as a fleet's processes do, optionally behind the round-robin proxy that
+ * stands in for a load balancer. Nothing is made in Redis beforehand: the
+ * nodes need nothing set up. Every process it starts is stopped by its pid.
+ */
+import type { ChildNode } from './child-node';
+import { startAlbProxy, type AlbProxy, type AlbProxyOptions } from './alb-proxy';
+import { launchNode, stopNodes, type ClusterNode, type NodeProcessOptions } from './cluster';
+import { TEST_PUBLISH_TOKEN, TEST_SECRET, signToken } from './tokens';
+
+export type RedisTargetEnv = { readonly url: string } | { readonly clusterNodes: readonly string[] };
+
+export interface RedisFleetOptions extends NodeProcessOptions {
+  readonly redis: RedisTargetEnv;
+  /** How many node processes to start at once. */
+  readonly nodes: number;
+  /** `HERALD_REDIS_PREFIX`; @default the node's own (`herald:`) */
+  readonly keyPrefix?: string;
+  /** Extra environment for every node (HERALD_RETRY_MS, HERALD_HEARTBEAT_MS, …). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Put the load balancer stand-in in front of the nodes. @default undefined (no proxy) */
+  readonly proxy?: Omit<AlbProxyOptions, 'targets'>;
+}
+
+export interface RedisFleet {
+  /** In start order; each `id` is the node id the process picked. */
+  readonly nodes: readonly ClusterNode[];
+  readonly proxy: AlbProxy | undefined;
+  token(userId: string): Promise<string>;
+  /** Pids of node processes still running. */
+  pids(): number[];
+  /** Stops every node by its pid (see Cluster.stop) and closes the proxy. Redis is the caller's. */
+  stop(options?: { graceful?: boolean; graceMs?: number }): Promise<void>;
+}
+
+function redisEnvironment(options: RedisFleetOptions): Record<string, string> {
+  const target: Record<string, string> = 'url' in options.redis ? { HERALD_REDIS_URL: options.redis.url } : { HERALD_REDIS_CLUSTER_NODES: options.redis.clusterNodes.join(',') };
+  return {
+    PATH: process.env.PATH ?? '',
+    HERALD_MODE: 'redis',
+    HERALD_HOST: '127.0.0.1',
+    HERALD_PORT: '0',
+    HERALD_JWT_SECRET: TEST_SECRET,
+    HERALD_PUBLISH_TOKEN: TEST_PUBLISH_TOKEN,
+    // Every client of a test comes from 127.0.0.1, and through the proxy from its one address.
+    HERALD_CONNECT_RATE_PER_IP: '10000',
+    ...target,
+    ...(options.keyPrefix === undefined ? {} : { HERALD_REDIS_PREFIX: options.keyPrefix }),
+    ...options.env,
+  };
+}
+
+/** Starts `options.nodes` processes at once (and the proxy, if asked), resolving once every one listens. */
+export async function startRedisFleet(options: RedisFleetOptions): Promise<RedisFleet> {
+  const children: ChildNode[] = [];
+  let proxy: AlbProxy | undefined;
+  const stop: RedisFleet['stop'] = async (stopOptions = {}) => {
+    await stopNodes(children, stopOptions);
+    await proxy?.close();
+  };
+  const env = redisEnvironment(options);
+  let nodes: ClusterNode[];
+  try {
+    nodes = await Promise.all(
+      Array.from({ length: options.nodes }, (_, i) =>
+        launchNode(options, { env, label: `node ${i + 1}`, port: 0, publishToken: TEST_PUBLISH_TOKEN, idFromLog: true }, (child) => children.push(child)),
+      ),
+    );
+    if (options.proxy) proxy = await startAlbProxy({ ...options.proxy, targets: nodes.map((n) => n.url) });
+  } catch (error) {
+    await stop().catch(() => undefined);
+    throw error;
+  }
+  return {
+    nodes,
+    proxy,
+    token: (userId) => signToken(userId, { secret: TEST_SECRET }),
+    pids: () => children.filter((c) => !c.exit).map((c) => c.pid),
+    stop,
+  };
+}
