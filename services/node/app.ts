@@ -9,6 +9,7 @@ import { publishRoute } from './routes/publish';
 import { operationsRoutes } from './routes/operations';
 import { clientAssetRoute, webAssets } from './routes/client-asset';
 import { devRoutes } from './routes/dev';
+import { openApiRoute } from './routes/openapi';
 
 export type HeraldApp = Hono<{ Bindings: HttpBindings }>;
 
@@ -27,6 +28,7 @@ export function createApp(node: HeraldNode, publishDeps: PublishDeps): HeraldApp
   operationsRoutes(app, node);
   const assets = webAssets();
   const client = clientAssetRoute(app, node.deps.config, assets);
+  const description = openApiRoute(app);
   // The demo page and its sign-in exist only in dev mode; otherwise those paths are 404.
   const { config } = node.deps;
   const dev =
@@ -48,6 +50,7 @@ export function createApp(node: HeraldNode, publishDeps: PublishDeps): HeraldApp
     '/metrics': 'GET',
     ...(publishing ? { '/publish': 'POST' } : {}),
     ...client,
+    ...description,
     ...dev,
   };
   for (const [path, allow] of Object.entries(allowed)) {

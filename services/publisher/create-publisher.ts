@@ -6,7 +6,7 @@
 import { DynamoHistory } from '../adapters/aws/dynamo-history';
 import { DynamoOwners } from '../adapters/aws/dynamo-owners';
 import { DynamoRateLimiter } from '../adapters/aws/dynamo-rate-limiter';
-import { createAwsClients, type AwsClients } from '../adapters/aws/sdk-clients';
+import { createPublishClients, type PublishClients } from '../adapters/aws/publish-clients';
 import { SnsBus } from '../adapters/aws/sns-bus';
 import { parseEnvelope, parsePublishBody, type EnvelopeOptions, type HeraldEvent } from '../protocol/envelope';
 import { MAX_DATA_BYTES_CEILING, MAX_TTL_SECONDS } from '../protocol/limits';
@@ -25,11 +25,12 @@ export interface PublisherOptions {
   readonly topicArn: string;
   readonly tableName: string;
   /**
-   * The SDK clients, which stay open on `close()`. Only `sns` and `dynamo` are
-   * used: a publisher never touches a queue, so `sqs` may be left out.
-   * @default clients from the environment: createAwsClients(process.env) (then close() destroys them)
+   * The SDK clients, which stay open on `close()`. A publisher never touches a
+   * queue, so it takes no SQS client (and `@aws-sdk/client-sqs` is no
+   * dependency of it); the node's `AwsClients` fits as it is.
+   * @default clients from the environment: createPublishClients(process.env) (then close() destroys them)
    */
-  readonly clients?: Pick<AwsClients, 'sns' | 'dynamo'> & Partial<Pick<AwsClients, 'sqs'>>;
+  readonly clients?: PublishClients;
   /** Limits and retention; @default readPublishSettings of an empty environment (the defaults) */
   readonly settings?: Partial<PublishSettings>;
   /** The key of this publisher's rate budget. @default 'default' */
@@ -90,7 +91,7 @@ export interface AwsPublishingOptions extends Omit<PublisherOptions, 'publisherI
 
 export function createAwsPublishing(options: AwsPublishingOptions): AwsPublishing {
   const settings = resolveSettings(options.settings);
-  const owned = options.clients === undefined ? createAwsClients(process.env) : undefined;
+  const owned = options.clients === undefined ? createPublishClients(process.env) : undefined;
   const { sns, dynamo } = options.clients ?? owned!;
   const { topicArn, tableName } = options;
   const log = options.log ?? silentLogger;
@@ -105,7 +106,7 @@ export function createAwsPublishing(options: AwsPublishingOptions): AwsPublishin
     publish: (events, publisherId, batch) => publishWithRetry(events, deps, publisherId, { batch, log, ...(options.retry ? { retry: options.retry } : {}) }),
     close: async () => {
       await Promise.all([deps.bus.close(), deps.history.close(), deps.owners.close(), deps.limiter.close()]);
-      if (owned) for (const client of [owned.sns, owned.sqs, owned.dynamo]) client.destroy();
+      if (owned) for (const client of [owned.sns, owned.dynamo]) client.destroy();
     },
   };
 }

@@ -15,7 +15,8 @@ import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ChildNode, buildEntryPoint, type BuiltEntry } from '../support/child-node';
 import { openStream } from '../support/sse-client';
-import { TEST_SECRET, signToken } from '../support/tokens';
+import { startTestNode } from '../support/start-node';
+import { TEST_PUBLISH_TOKEN, TEST_SECRET, signToken } from '../support/tokens';
 import { eventually } from '../support/deadline';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -77,8 +78,23 @@ function permissions(path: string): number {
 
 /** `npm run token -- <args>` run from `cwd`, as in the README; resolves with what it prints. */
 async function npmRunToken(cwd: string, ...args: string[]): Promise<string> {
-  const { stdout } = await promisify(execFile)(process.execPath, [TSX_CLI, TOKEN_SCRIPT, ...args], { cwd, env: { PATH: process.env.PATH ?? '' }, timeout: 20_000 });
+  return npmRunTokenIn(cwd, {}, ...args);
+}
+
+/** The same, with these variables set in the shell it runs from. */
+async function npmRunTokenIn(cwd: string, env: Record<string, string>, ...args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)(process.execPath, [TSX_CLI, TOKEN_SCRIPT, ...args], { cwd, env: { PATH: process.env.PATH ?? '', ...env }, timeout: 20_000 });
   return stdout.trim();
+}
+
+/** How a command that had to fail failed: its exit code and what it printed on stderr. */
+async function failure(run: Promise<unknown>): Promise<{ code: number; stderr: string }> {
+  const error = await run.then(
+    () => undefined,
+    (e: unknown) => e as { code: number; stderr: string },
+  );
+  if (error === undefined) throw new Error('the command succeeded');
+  return error;
 }
 
 /** Everything the node wrote, stdout and stderr. */
@@ -179,5 +195,35 @@ describe('dev mode (npm start with no secret, built entry point)', () => {
     expect(readDevFile(cwd).jwtSecret).toBeTruthy();
     expect(permissions(join(cwd, '.herald', 'dev.json'))).toBe(0o600);
     expect(permissions(join(cwd, '.herald'))).toBe(0o700);
+  });
+});
+
+describe('npm run token beside a configured secret, or after its server is gone', () => {
+  it('refuses to sign from .herald/dev.json while HERALD_JWT_SECRET is set, naming --env, which signs what a node with that secret accepts', async () => {
+    const cwd = workDir();
+    const node = await startTestNode({ env: { HERALD_JWT_ISSUER: 'https://id.example.com' } });
+    const shell = { HERALD_JWT_SECRET: TEST_SECRET, HERALD_PUBLISH_TOKEN: TEST_PUBLISH_TOKEN, HERALD_JWT_ISSUER: 'https://id.example.com' };
+
+    const refused = await failure(npmRunTokenIn(cwd, shell, 'alice'));
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/HERALD_JWT_SECRET is set.*npm run -s token -- --env <user>/);
+
+    const token = await npmRunTokenIn(cwd, shell, '--env', 'alice');
+    expect(await npmRunTokenIn(cwd, shell, '--env', '--publisher')).toBe(TEST_PUBLISH_TOKEN);
+    const stream = await openStream(node.url, { token, label: 'alice' });
+    expect(stream.status).toBe(200);
+    await stream.next('ready');
+    stream.close();
+  });
+
+  it('refuses a .herald/dev.json whose server no longer answers, instead of signing tokens nothing accepts', async () => {
+    const cwd = workDir();
+    const child = startDevNode(cwd);
+    const { url } = await devModeStarted(child);
+    await child.stop();
+
+    const refused = await failure(npmRunToken(cwd, 'alice'));
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`no longer answers at ${url}`);
   });
 });
