@@ -40,6 +40,13 @@ let herald: Awaited<ReturnType<typeof startHerald>>;
 try {
   herald = await startHerald({ config, ports: await composePorts(), log, nodeId });
 } catch (error) {
+  // A second `npm start` beside the first is the usual cause: say what to change, not a stack.
+  if ((error as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE') {
+    fail('node.port_in_use', {
+      variable: 'HERALD_PORT',
+      message: `${config.host}:${config.port} is already in use by another process: set HERALD_PORT to another port (0 picks a free one)`,
+    });
+  }
   // Its backing services unreachable, or its subscription never confirmed: exit so the scheduler starts another.
   log.error('node.start_failed', { nodeId, error });
   process.exit(1);

@@ -3,6 +3,7 @@
  * code 1 and one JSON line on stderr that names the variable (DESIGN.md,
  * "Configuration").
  */
+import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildEntryPoint, spawnChildNode, type BuiltEntry, type ChildNode } from '../support/child-node';
 import { TEST_SECRET } from '../support/tokens';
@@ -51,6 +52,24 @@ describe('configuration errors at start (built entry point)', () => {
     expect(lines[0]).toMatchObject({ level: 'error', event: 'config.invalid', variable });
     expect(String(lines[0]!.message)).toContain(variable);
     expect(child.logs.some((l) => l.event === 'http.listening')).toBe(false);
+  });
+
+  it('exits 1 when its port is taken, naming HERALD_PORT in one JSON line and printing no stack', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = taken.address() as AddressInfo;
+      child = spawnChildNode(entry!.path, { HERALD_PORT: String(port), HERALD_JWT_SECRET: TEST_SECRET });
+      const exit = await withDeadline(child.exited, 10_000, 'the node to exit');
+      expect(exit.code).toBe(1);
+      const lines = child.stderrLines.map((line) => JSON.parse(line) as Record<string, unknown>);
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatchObject({ level: 'error', event: 'node.port_in_use', variable: 'HERALD_PORT' });
+      expect(String(lines[0]!.message)).toContain(`127.0.0.1:${port}`);
+      expect(JSON.stringify(child.logs) + child.stderrLines.join('')).not.toContain('at Server.');
+    } finally {
+      await new Promise<void>((resolve) => taken.close(() => resolve()));
+    }
   });
 
   it.each([
