@@ -1,11 +1,4 @@
-import { spawnSync } from 'node:child_process';
-
-const root = new URL('../../', import.meta.url).pathname;
-
-function run(script: string): void {
-  const result = spawnSync(process.execPath, [`${root}scripts/${script}`], { stdio: 'inherit' });
-  if (result.status !== 0) throw new Error(`scripts/${script} failed (exit ${result.status ?? result.signal ?? 'unknown'})`);
-}
+import { runScript } from '../support/run-script';
 
 /**
  * Before the browser tests, once: Debian's Chromium (installed as root when
@@ -13,6 +6,6 @@ function run(script: string): void {
  * current client bundle at /herald-client.js.
  */
 export default function setup(): void {
-  run('ensure-chromium.mjs');
-  run('build.mjs');
+  runScript('ensure-chromium.mjs');
+  runScript('build.mjs');
 }

@@ -20,6 +20,7 @@ import {
   ttlAt,
   type Item,
 } from './dynamo-items';
+import { NodeDirectory, type NodeTable } from '../../shared/node-directory';
 import { TABLE } from './table';
 
 export interface DynamoOwnersOptions {
@@ -59,7 +60,7 @@ export class DynamoOwners implements Owners {
     this.client = options.client;
     this.tableName = options.tableName;
     this.clock = options.clock ?? systemClock;
-    this.nodes = new NodeDirectory(options.client, options.tableName, this.clock, options.nodeCacheMs ?? 1_000);
+    this.nodes = new NodeDirectory(() => readNodeTable(options.client, options.tableName), this.clock, options.nodeCacheMs ?? 1_000);
   }
 
   async claim(record: ConnectionRecord, policy: ClaimPolicy): Promise<ClaimResult> {
@@ -199,81 +200,29 @@ function readConns(userId: string, item: Item): ConnectionRecord[] {
   });
 }
 
-/** Heartbeat expiry per node id. */
-type NodeTable = ReadonlyMap<string, number>;
-
-/**
- * The node items, read with one consistent Query on pk `nodes` (a few dozen
- * small items) and cached for `cacheMs` of the injected clock, so a busy
- * publisher does not read that one partition on every call.
- */
-class NodeDirectory {
-  /** Fetches issued so far; a fetch numbered above a mark was issued after it. */
-  private issued = 0;
-  private latest: { readonly number: number; readonly atMs: number; readonly table: Promise<NodeTable> } | undefined;
-
-  constructor(
-    private readonly client: DynamoDBClient,
-    private readonly tableName: string,
-    private readonly clock: Clock,
-    private readonly cacheMs: number,
-  ) {}
-
-  mark(): number {
-    return this.issued;
-  }
-
-  cached(): Promise<NodeTable> {
-    const latest = this.latest;
-    if (latest && this.clock() - latest.atMs < this.cacheMs) return latest.table;
-    return this.fetch();
-  }
-
-  /** A table whose fetch was issued after `mark`; concurrent callers share one. */
-  fetchedAfter(mark: number): Promise<NodeTable> {
-    const latest = this.latest;
-    if (latest && latest.number > mark) return latest.table;
-    return this.fetch();
-  }
-
-  invalidate(): void {
-    this.latest = undefined;
-  }
-
-  private fetch(): Promise<NodeTable> {
-    const number = ++this.issued;
-    const table = this.query();
-    this.latest = { number, atMs: this.clock(), table };
-    // A failed read is not cached: the next caller tries again.
-    void table.catch(() => {
-      if (this.latest?.number === number) this.latest = undefined;
-    });
-    return table;
-  }
-
-  private async query(): Promise<NodeTable> {
-    const table = new Map<string, number>();
-    let start: Item | undefined;
-    do {
-      const page = await call('dynamodb.query', () =>
-        this.client.send(
-          new QueryCommand({
-            TableName: this.tableName,
-            KeyConditionExpression: '#pk = :pk',
-            ExpressionAttributeNames: { '#pk': TABLE.partitionKey },
-            ExpressionAttributeValues: { ':pk': s(keys.nodesPk) },
-            ConsistentRead: true,
-            ExclusiveStartKey: start,
-          }),
-        ),
-      );
-      for (const item of page.Items ?? []) {
-        const sk = readString(item, TABLE.sortKey, 'node item');
-        if (!sk.startsWith('node#')) throw malformed('node item', `sort key ${sk} under pk ${keys.nodesPk}`);
-        table.set(sk.slice('node#'.length), readNumber(item, 'e', 'node item'));
-      }
-      start = page.LastEvaluatedKey;
-    } while (start);
-    return table;
-  }
+/** The node items, read with one consistent Query on pk `nodes` (a few dozen small items). */
+async function readNodeTable(client: DynamoDBClient, tableName: string): Promise<NodeTable> {
+  const table = new Map<string, number>();
+  let start: Item | undefined;
+  do {
+    const page = await call('dynamodb.query', () =>
+      client.send(
+        new QueryCommand({
+          TableName: tableName,
+          KeyConditionExpression: '#pk = :pk',
+          ExpressionAttributeNames: { '#pk': TABLE.partitionKey },
+          ExpressionAttributeValues: { ':pk': s(keys.nodesPk) },
+          ConsistentRead: true,
+          ExclusiveStartKey: start,
+        }),
+      ),
+    );
+    for (const item of page.Items ?? []) {
+      const sk = readString(item, TABLE.sortKey, 'node item');
+      if (!sk.startsWith('node#')) throw malformed('node item', `sort key ${sk} under pk ${keys.nodesPk}`);
+      table.set(sk.slice('node#'.length), readNumber(item, 'e', 'node item'));
+    }
+    start = page.LastEvaluatedKey;
+  } while (start);
+  return table;
 }

@@ -1,7 +1,7 @@
 import { systemClock, type Clock } from '../../ports/clock';
 import type { ClaimPolicy, ClaimResult, ConnectionRecord, Owners } from '../../ports/owners';
 import { unavailable } from '../../protocol/faults';
-import { NodeDirectory, type NodeTable } from './node-directory';
+import { NodeDirectory, type NodeTable } from '../../shared/node-directory';
 import { luaScript, type RedisCommands, type RedisReply } from './redis-connection';
 import { DEFAULT_KEY_PREFIX, redisKeys, type RedisKeys } from './redis-keys';
 

@@ -1,14 +1,15 @@
-import type { Clock } from '../../ports/clock';
+import type { Clock } from '../ports/clock';
 
 /** Heartbeat expiry (ms) per node id. */
 export type NodeTable = ReadonlyMap<string, number>;
 
 /**
- * The node heartbeats, read in one command and cached for `cacheMs` of the
- * injected clock, so that a busy publisher does not read that one key (one
- * shard, on a cluster) on every claim and locate. Fetches are numbered so a
- * caller can ask for a table read after a point it marked: see
- * `RedisOwners.live`.
+ * The node heartbeats, read in one request by `read` (the DynamoDB node
+ * partition, the Redis heartbeat hash) and cached for `cacheMs` of the
+ * injected clock, so that a busy publisher does not read that one partition or
+ * shard on every claim and locate. Fetches are numbered so a caller can ask
+ * for a table read after a point it marked: a record naming a node the cached
+ * table does not know may be from a node that started since.
  */
 export class NodeDirectory {
   /** Fetches issued so far; a fetch numbered above a mark was issued after it. */
@@ -47,7 +48,7 @@ export class NodeDirectory {
     const table = this.read();
     this.latest = { number, atMs: this.clock(), table };
     // A failed read is not cached: the next caller tries again.
-    table.catch(() => {
+    void table.catch(() => {
       if (this.latest?.number === number) this.latest = undefined;
     });
     return table;
