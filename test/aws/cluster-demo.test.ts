@@ -5,6 +5,7 @@
  * one user's page reaches the other's stream through DynamoDB, SNS and SQS.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAwsPublishing } from '../../services/publisher/create-publisher';
 import { silentLogger } from '../../services/shared/log';
 import { buildEntryPoint, type BuiltEntry } from '../support/child-node';
 import { clusterDemo, type ClusterDemo } from '../support/cluster-demo';
@@ -24,7 +25,11 @@ beforeAll(async () => {
   const names = { tableName: `${label}-table`, topicName: `${label}-topic` };
   // The demo needs the topic's ARN, which the cluster makes: the proxy is given the demo's routes once both exist.
   const topicArn = await emulators.createTopic(names.topicName);
-  demo = clusterDemo({ secret: TEST_SECRET, topicArn, tableName: names.tableName, clients: emulators, log: silentLogger });
+  demo = clusterDemo({
+    secret: TEST_SECRET,
+    publishing: createAwsPublishing({ topicArn, tableName: names.tableName, clients: emulators, log: silentLogger }),
+    log: silentLogger,
+  });
   cluster = await startCluster({
     emulators,
     entry: entry.path,

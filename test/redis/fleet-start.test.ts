@@ -4,10 +4,10 @@
  * Redis Cluster behind a password, and a Redis that is not there at all.
  */
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { makeCheckout } from '../support/checkout';
 import { ChildNode, buildEntryPoint, spawnChildNode, type BuiltEntry } from '../support/child-node';
 import { connectUser } from '../support/cluster';
 import { withDeadline } from '../support/deadline';
@@ -15,7 +15,6 @@ import { startRedisFleet, type RedisFleet } from '../support/redis-fleet';
 import { startRedisCluster, startRedisServer, type RedisServer } from '../support/redis-server';
 import { TEST_PUBLISH_TOKEN, TEST_SECRET } from '../support/tokens';
 
-const root = new URL('../../', import.meta.url).pathname;
 const PASSWORD = 'redis-pass-7f3a9c1e';
 
 let entry: BuiltEntry;
@@ -63,15 +62,10 @@ const output = (child: ChildNode): string => [...child.logs.map((l) => JSON.stri
 describe('starting nodes in redis mode', () => {
   it('runs two `npm start` begun at the same moment from one checkout: both build, both listen, each with its own node id', async () => {
     const redis = await server();
-    // A checkout of its own (its dist/ is what the two builds race on), with the dependencies linked, never installed.
-    const checkout = mkdtempSync(join(tmpdir(), 'herald-checkout-'));
-    cleanups.push(() => rmSync(checkout, { recursive: true, force: true }));
-    for (const file of ['package.json', 'package-lock.json', 'tsconfig.json', 'scripts/start.mjs', 'scripts/build.mjs']) cpSync(join(root, file), join(checkout, file));
-    for (const dir of ['services', 'docs']) if (existsSync(join(root, dir))) cpSync(join(root, dir), join(checkout, dir), { recursive: true });
-    symlinkSync(join(root, 'node_modules'), join(checkout, 'node_modules'), 'dir');
-    // npm ci in a checkout whose node_modules is a link would empty the real one: nothing to install here.
-    writeFileSync(join(checkout, 'scripts/ensure-deps.mjs'), '// The dependencies are linked from the repository.\n');
-    mkdirSync(join(checkout, 'dist'));
+    // A checkout of its own: its dist/ is what the two builds race on.
+    const made = makeCheckout();
+    const checkout = made.dir;
+    cleanups.push(() => made.dispose());
 
     const starts = [1, 2].map(() => {
       const child = new ChildNode(

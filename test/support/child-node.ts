@@ -96,17 +96,23 @@ export class ChildNode {
 
   /** The URL from the `http.listening` log line (port 0 binds a free port). */
   async url(timeoutMs = 10_000): Promise<string> {
+    const line = await this.waitFor((l) => l.event === 'http.listening' && typeof l.url === 'string', timeoutMs, 'the child node to log http.listening');
+    return line.url as string;
+  }
+
+  /** The first stdout log line that matches, waiting for it; rejects if the process exits first. */
+  async waitFor(match: (line: Record<string, unknown>) => boolean, timeoutMs = 10_000, what = 'a matching log line'): Promise<Record<string, unknown>> {
     return withDeadline(
       (async () => {
         for (;;) {
-          const line = this.logs.find((l) => l.event === 'http.listening');
-          if (line && typeof line.url === 'string') return line.url;
-          if (this.exit) throw new Error(`the node exited (${this.exit.code ?? this.exit.signal}) before listening: ${this.stderrLines.join('\n')}`);
+          const line = this.logs.find(match);
+          if (line) return line;
+          if (this.exit) throw new Error(`the node exited (${this.exit.code ?? this.exit.signal}) before ${what}: ${this.stderrLines.join('\n')}`);
           await new Promise<void>((resolve) => this.waiters.push(resolve));
         }
       })(),
       timeoutMs,
-      'the child node to log http.listening',
+      what,
     );
   }
 

@@ -1,22 +1,25 @@
 import { Hono } from 'hono';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import type { SNSClient } from '@aws-sdk/client-sns';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { createAuthenticator } from '../../services/node/auth';
 import { webAssets } from '../../services/node/routes/client-asset';
 import { devRoutes } from '../../services/node/routes/dev';
 import { isHeraldError } from '../../services/protocol/errors';
-import { createAwsPublishing } from '../../services/publisher/create-publisher';
+import type { HeraldEvent } from '../../services/protocol/envelope';
+import type { AwsPublishing } from '../../services/publisher/create-publisher';
+import { createHttpPublisher } from '../../services/publisher/http-publisher';
 import type { Logger } from '../../services/shared/log';
 import type { AlbProxyOptions } from './alb-proxy';
 
 export interface ClusterDemoOptions {
   /** The cluster's HERALD_JWT_SECRET: the nodes verify the session cookies it signs. */
   readonly secret: string;
-  readonly topicArn: string;
-  readonly tableName: string;
-  readonly clients: { readonly sns: SNSClient; readonly dynamo: DynamoDBClient };
+  /**
+   * How the demo's send publishes: on AWS, `createAwsPublishing` (the publisher
+   * library, as chat code there would); on Redis, `httpDemoPublishing` (`POST
+   * /publish` through the proxy, as any other service would).
+   */
+  readonly publishing: AwsPublishing;
   readonly log: Logger;
   /** @default 'herald_token', the nodes' default */
   readonly authCookie?: string;
@@ -29,17 +32,16 @@ export interface ClusterDemo {
 }
 
 /**
- * The demo page beside the cluster's proxy, so that it works through the AWS
- * shape: the very routes a dev-mode node serves (services/node/routes/dev.ts),
- * signing sessions with the cluster's HS256 key and publishing with the
- * publisher library (history and owners in DynamoDB, then SNS → the owning
- * node's queue), as chat code on AWS would. The nodes stay in aws mode, where
- * dev mode is refused; `/events` and `/herald-client.js` go to them.
+ * The demo page beside the cluster's proxy, so that it works through a
+ * multi-node shape: the very routes a dev-mode node serves
+ * (services/node/routes/dev.ts), signing sessions with the cluster's HS256 key
+ * and publishing as that shape's services do. The nodes stay in aws or redis
+ * mode, where dev mode is refused; `/events` and `/herald-client.js` go to them.
  */
 export function clusterDemo(options: ClusterDemoOptions): ClusterDemo {
   const secret = new TextEncoder().encode(options.secret);
   const authCookie = options.authCookie ?? 'herald_token';
-  const publishing = createAwsPublishing({ topicArn: options.topicArn, tableName: options.tableName, clients: options.clients, log: options.log });
+  const { publishing } = options;
   const app = new Hono<{ Bindings: HttpBindings }>();
   const paths = devRoutes(app, {
     secret,
@@ -59,5 +61,27 @@ export function clusterDemo(options: ClusterDemoOptions): ClusterDemo {
   return {
     local: { paths: new Set(Object.keys(paths)), listener: (req, res) => void listener(req, res) },
     close: () => publishing.close(),
+  };
+}
+
+/**
+ * Publishing through `POST /publish` at `url` with the publisher token, for
+ * the demo of a shape whose services publish over HTTP. The dev routes hand
+ * over validated events; they go out as envelopes with their ids, so the
+ * HTTP publisher's retries stay deduplicated.
+ */
+export function httpDemoPublishing(options: { readonly url: string; readonly token: string; readonly log: Logger }): AwsPublishing {
+  const publisher = createHttpPublisher({ url: options.url, token: options.token, log: options.log });
+  const envelope = (event: HeraldEvent): Record<string, unknown> => ({
+    id: event.id,
+    to: event.to,
+    event: event.event,
+    data: JSON.parse(event.data) as unknown,
+    ttl: event.ttlSeconds,
+  });
+  return {
+    envelope: {},
+    publish: async (events, _publisherId, batch) => (batch ? publisher.publishBatch(events.map(envelope)) : [await publisher.publish(envelope(events[0]!))]),
+    close: () => publisher.close(),
   };
 }

@@ -20,6 +20,17 @@ export interface RedisFleetOptions extends NodeProcessOptions {
   readonly keyPrefix?: string;
   /** Extra environment for every node (HERALD_RETRY_MS, HERALD_HEARTBEAT_MS, …). */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * `HERALD_NODE_ID` of each node, in start order. @default none: each
+   * process picks its own, read from its `http.listening` line
+   */
+  readonly nodeIds?: readonly string[];
+  /** `HERALD_PORT` of each node, in start order. @default 0 for each (a free port) */
+  readonly ports?: readonly number[];
+  /** @default TEST_SECRET */
+  readonly secret?: string;
+  /** @default TEST_PUBLISH_TOKEN */
+  readonly publishToken?: string;
   /** Put the load balancer stand-in in front of the nodes. @default undefined (no proxy) */
   readonly proxy?: Omit<AlbProxyOptions, 'targets'>;
 }
@@ -42,8 +53,8 @@ function redisEnvironment(options: RedisFleetOptions): Record<string, string> {
     HERALD_MODE: 'redis',
     HERALD_HOST: '127.0.0.1',
     HERALD_PORT: '0',
-    HERALD_JWT_SECRET: TEST_SECRET,
-    HERALD_PUBLISH_TOKEN: TEST_PUBLISH_TOKEN,
+    HERALD_JWT_SECRET: options.secret ?? TEST_SECRET,
+    HERALD_PUBLISH_TOKEN: options.publishToken ?? TEST_PUBLISH_TOKEN,
     // Every client of a test comes from 127.0.0.1, and through the proxy from its one address.
     HERALD_CONNECT_RATE_PER_IP: '10000',
     ...target,
@@ -61,12 +72,18 @@ export async function startRedisFleet(options: RedisFleetOptions): Promise<Redis
     await proxy?.close();
   };
   const env = redisEnvironment(options);
+  const publishToken = options.publishToken ?? TEST_PUBLISH_TOKEN;
   let nodes: ClusterNode[];
   try {
     nodes = await Promise.all(
-      Array.from({ length: options.nodes }, (_, i) =>
-        launchNode(options, { env, label: `node ${i + 1}`, port: 0, publishToken: TEST_PUBLISH_TOKEN, idFromLog: true }, (child) => children.push(child)),
-      ),
+      Array.from({ length: options.nodes }, (_, i) => {
+        const nodeId = options.nodeIds?.[i];
+        const port = options.ports?.[i] ?? 0;
+        const launch = nodeId === undefined
+          ? { env: { ...env, HERALD_PORT: String(port) }, label: `node ${i + 1}`, port, publishToken, idFromLog: true }
+          : { env: { ...env, HERALD_PORT: String(port), HERALD_NODE_ID: nodeId }, label: nodeId, port, publishToken };
+        return launchNode(options, launch, (child) => children.push(child));
+      }),
     );
     if (options.proxy) proxy = await startAlbProxy({ ...options.proxy, targets: nodes.map((n) => n.url) });
   } catch (error) {
@@ -76,7 +93,7 @@ export async function startRedisFleet(options: RedisFleetOptions): Promise<Redis
   return {
     nodes,
     proxy,
-    token: (userId) => signToken(userId, { secret: TEST_SECRET }),
+    token: (userId) => signToken(userId, { secret: options.secret ?? TEST_SECRET }),
     pids: () => children.filter((c) => !c.exit).map((c) => c.pid),
     stop,
   };

@@ -49,6 +49,11 @@ interface StartOptions {
   readonly cluster?: boolean;
   /** `--requirepass` (and `--masterauth`, for a cluster): clients must AUTH with it. */
   readonly password?: string;
+  /**
+   * In a process group of its own, so a Ctrl-C in the terminal reaches only
+   * the script that started it, which stops it after the nodes have drained. @default false
+   */
+  readonly detached?: boolean;
 }
 
 /** Every server this process started and has not stopped, killed if the process exits first. */
@@ -124,7 +129,7 @@ async function launch(port: number, dir: string, options: StartOptions): Promise
   const args = ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', ''];
   if (options.password !== undefined) args.push('--requirepass', options.password, '--masterauth', options.password);
   if (options.cluster === true) args.push('--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', '5000');
-  const child = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: options.detached ?? false });
   running.add(child);
   let output = '';
   const keep = (chunk: Buffer): void => {
