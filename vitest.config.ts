@@ -12,6 +12,8 @@ export default defineConfig({
           name: 'unit',
           include: ['services/**/*.test.ts'],
           environment: 'node',
+          // services/adapters/aws/sdk-clients.test.ts makes AWS SDK clients, which warn on Node 20 otherwise.
+          env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
         },
       },
       {
@@ -52,6 +54,8 @@ export default defineConfig({
           environment: 'node',
           testTimeout: 60_000,
           hookTimeout: 60_000,
+          // test/infra/container-entry.test.ts drives the emulators with the AWS SDK, which warns on Node 20 otherwise.
+          env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
         },
       },
       {

@@ -62,6 +62,8 @@ export class HeraldFunction extends Construct {
         minify: true,
         sourceMap: true,
         sourcesContent: false,
+        // esbuild's size summary is noise in every synth and test run; its warnings and errors still show.
+        logLevel: nodejs.LogLevel.WARNING,
         // Some dependencies are CommonJS and call require(): give the ESM bundle one.
         banner: "import { createRequire as __heraldCreateRequire } from 'node:module'; const require = __heraldCreateRequire(import.meta.url);",
         // Bundle with the local esbuild (a devDependency), not in Docker, which there may be no engine for.

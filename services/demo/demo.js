@@ -202,9 +202,10 @@ $('logout').addEventListener('click', async () => {
   location.reload();
 });
 
-const session = await fetch('/dev/me');
-if (session.ok) {
-  enter((await session.json()).user);
+// `{user: null}` when nobody is signed in (or the session expired): then show the sign-in form.
+const session = await (await fetch('/dev/me')).json();
+if (typeof session.user === 'string') {
+  enter(session.user);
 } else {
   $('signin').hidden = false;
 }

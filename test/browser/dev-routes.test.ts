@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { SignJWT } from 'jose';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { startTestNode } from '../support/start-node';
 import { openStream } from '../support/sse-client';
@@ -101,7 +102,23 @@ describe('dev routes and the client asset', () => {
     const logout = await fetch(new URL('/dev/logout', node.url), { method: 'POST', headers: { Cookie: cookie } });
     expect(logout.status).toBe(204);
     expect(logout.headers.get('set-cookie')).toBe('herald_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0');
-    expect((await fetch(new URL('/dev/me', node.url))).status).toBe(401);
+  });
+
+  it('answers /dev/me with {user: null}, not a 401, when nobody is signed in: no cookie, an expired one or a forged one', async () => {
+    const node = await startDevNode();
+    if (node.config.auth.kind !== 'hs256') throw new Error('dev mode signs its own HS256 tokens');
+    const now = Math.floor(Date.now() / 1000);
+    const expired = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('alice').setIssuedAt(now - 7200).setExpirationTime(now - 3600).sign(node.config.auth.secret);
+    const cookies = { none: undefined, expired: `herald_token=${expired}`, forged: 'herald_token=not.a.token' };
+    for (const [label, cookie] of Object.entries(cookies)) {
+      const me = await fetch(new URL('/dev/me', node.url), { headers: cookie === undefined ? {} : { Cookie: cookie } });
+      expect({ label, status: me.status, cacheControl: me.headers.get('cache-control'), body: (await me.json()) as unknown }).toEqual({ label, status: 200, cacheControl: 'no-store', body: { user: null } });
+    }
+    // Only /dev/me reads these as "signed out": the stream still refuses them, and for the reason each stands for.
+    for (const [cookie, error] of [[cookies.expired, 'token_expired'], [cookies.forged, 'token_invalid']] as const) {
+      const stream = await fetch(new URL('/events', node.url), { headers: { Cookie: cookie } });
+      expect({ status: stream.status, body: (await stream.json()) as unknown }).toMatchObject({ status: 401, body: { error } });
+    }
   });
 
   it('refuses a sign-in without a usable name or without JSON', async () => {

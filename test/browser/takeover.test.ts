@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
-import { collectPageErrors, launchChromium, outputPath } from './support/chromium';
+import { launchChromium, newCheckedContext, outputPath } from './support/chromium';
 import { startDevNode } from './support/dev-node';
 import { clientState, eventSources, messageIds, openDemo, recordEventSources, signIn, until, waitForMessage, waitForStatus } from './support/demo-page';
 
@@ -20,8 +20,7 @@ describe('demo page in Chromium: single-tab takeover', () => {
 
   it('replaces the first tab when a second opens: overlay, EventSource CLOSED and silent for 5 s; "Use here" takes it back', async () => {
     const node = await startDevNode();
-    const context = await browser.newContext();
-    const errors = collectPageErrors(context);
+    const context = await newCheckedContext(browser);
     await recordEventSources(context);
     const first = await openDemo(context, node.url, { share: false });
     await signIn(first, 'alice');
@@ -72,7 +71,6 @@ describe('demo page in Chromium: single-tab takeover', () => {
     expect(await messageIds(first)).toEqual([before, during, after]);
     expect((await eventSources(second)).every((s) => s.readyState === CLOSED)).toBe(true);
     expect((await clientState(first)).role).toBe('solo');
-    expect(errors).toEqual([]);
     await context.close();
   });
 });

@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { projectPath } from '../../lib/constructs/herald-function';
 import { HeraldTable } from '../../lib/constructs/herald-table';
 import { NodeBus } from '../../lib/constructs/node-bus';
@@ -81,8 +81,16 @@ describe('PublisherFunction', () => {
     expect(existsSync(`${bundle}.map`)).toBe(true);
     const { handler } = (await import(pathToFileURL(bundle).href)) as { handler: (event: unknown) => Promise<unknown> };
     if (entry === projectPath('services/publisher/lambda.ts')) {
-      // The real publisher, with none of its settings in this process: it loads, then refuses, naming the variable.
-      await expect(handler({})).rejects.toThrow(/HERALD_TOPIC_ARN/);
+      // The real publisher, with none of its settings in this process: it loads, then refuses, naming the variable,
+      // and logs one error line to stdout (as in CloudWatch), captured here so a passing run prints nothing.
+      const lines: string[] = [];
+      const stdout = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => lines.push(String(chunk)) > 0);
+      try {
+        await expect(handler({})).rejects.toThrow(/HERALD_TOPIC_ARN/);
+      } finally {
+        stdout.mockRestore();
+      }
+      expect(lines.map((line) => JSON.parse(line) as unknown)).toEqual([expect.objectContaining({ level: 'error', event: 'config.invalid', variable: 'HERALD_TOPIC_ARN' })]);
     } else {
       await expect(handler({})).resolves.toEqual({});
     }

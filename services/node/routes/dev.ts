@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Context, Hono } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { SignJWT } from 'jose';
-import { HeraldError } from '../../protocol/errors';
+import { HeraldError, isHeraldError } from '../../protocol/errors';
 import { isValidUserId, parseEnvelope, type EnvelopeOptions, type HeraldEvent } from '../../protocol/envelope';
 import type { PublishResult } from '../../publisher/publish';
 import type { Logger } from '../../shared/log';
@@ -86,10 +86,11 @@ export function devRoutes(app: Hono<{ Bindings: HttpBindings }>, deps: DevDeps):
     return c.body(null, 204);
   });
 
+  // Every fresh page asks this before anyone signed in; a 401 would put an error in its console each time.
   app.get('/dev/me', async (c) => {
-    const identity = await signedIn(c);
+    const identity = await signedIn(c).catch(signedOut);
     c.header('Cache-Control', 'no-store');
-    return c.json({ user: identity.userId, expiresAtMs: identity.expiresAtMs });
+    return c.json(identity === undefined ? { user: null } : { user: identity.userId, expiresAtMs: identity.expiresAtMs });
   });
 
   app.post('/dev/send', async (c) => {
@@ -120,6 +121,12 @@ export function devRoutes(app: Hono<{ Bindings: HttpBindings }>, deps: DevDeps):
   });
 
   return { '/': 'GET', '/demo.css': 'GET', '/demo.js': 'GET', '/dev/login': 'POST', '/dev/logout': 'POST', '/dev/me': 'GET', '/dev/send': 'POST' };
+}
+
+/** A missing, expired or bad cookie means nobody is signed in; any other failure (a fault) still surfaces. */
+function signedOut(error: unknown): undefined {
+  if (isHeraldError(error) && (error.code === 'token_missing' || error.code === 'token_expired' || error.code === 'token_invalid')) return undefined;
+  throw error;
 }
 
 /** The rest of a job's steps, one every JOB_STEP_MS; the timers never hold the process open. */
