@@ -26,6 +26,7 @@ export const SETTINGS = {
   stackName: 'HERALD_STACK_NAME',
   region: 'HERALD_REGION',
   domainName: 'HERALD_DOMAIN_NAME',
+  allowPlainHttp: 'HERALD_ALLOW_PLAIN_HTTP',
   certificateArn: 'HERALD_CERTIFICATE_ARN',
   hostedZoneId: 'HERALD_HOSTED_ZONE_ID',
   hostedZoneName: 'HERALD_HOSTED_ZONE_NAME',
@@ -44,6 +45,7 @@ export const SETTINGS = {
   queuePrefix: 'HERALD_QUEUE_PREFIX',
   tableRemovalPolicy: 'HERALD_TABLE_REMOVAL_POLICY',
   alarmTopicArn: 'HERALD_ALARM_TOPIC_ARN',
+  busPublisherRoleArns: 'HERALD_BUS_PUBLISHER_ROLE_ARNS',
 } as const;
 type Key = keyof typeof SETTINGS;
 
@@ -105,6 +107,16 @@ class Reader {
     if (value === 'true' || value === '1') return true;
     if (value === 'false' || value === '0') return false;
     return this.fail(key, `must be true or false, got "${value}"`);
+  }
+
+  /** Comma-separated values, each matching `pattern`. */
+  list(key: Key, pattern: RegExp, what: string): string[] | undefined {
+    const value = this.raw(key);
+    if (value === undefined) return undefined;
+    const items = value.split(',').map((item) => item.trim());
+    const bad = items.find((item) => !pattern.test(item));
+    if (bad !== undefined) this.fail(key, `must be ${what}, got "${bad}"`);
+    return items;
   }
 
   oneOf<T extends string>(key: Key, allowed: readonly T[]): T | undefined {
@@ -169,8 +181,10 @@ export function readHeraldSettings(lookup: Lookup, env: Env): HeraldSettings {
   if (queuePrefix === undefined && stackName.length > 39) read.fail('queuePrefix', `is required when the stack name is longer than 39 characters`);
 
   const removal = read.oneOf('tableRemovalPolicy', ['retain', 'destroy'] as const);
+  const allowPlainHttp = read.bool('allowPlainHttp');
   const props: HeraldStackProps = defined({
     domainName,
+    allowPlainHttp,
     certificateArn,
     hostedZoneId,
     hostedZoneName,
@@ -189,6 +203,15 @@ export function readHeraldSettings(lookup: Lookup, env: Env): HeraldSettings {
     queuePrefix,
     tableRemovalPolicy: removal === undefined ? undefined : removal === 'destroy' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
     alarmTopicArn: read.matching('alarmTopicArn', /^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/, 'an SNS topic ARN'),
+    busPublisherRoleArns: read.list('busPublisherRoleArns', /^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, 'comma-separated IAM role ARNs'),
   });
+  // Last, so that a bad value elsewhere is named first.
+  if (domainName === undefined && allowPlainHttp !== true) {
+    read.fail(
+      'domainName',
+      'is required: without it the load balancer serves plain HTTP and browser tokens and cookies cross the internet in clear. ' +
+        `Give domainName with certificateArn or hostedZoneId and hostedZoneName, or set allowPlainHttp=true (${SETTINGS.allowPlainHttp}=true) for a test stack`,
+    );
+  }
   return { stackName, region, props };
 }

@@ -8,6 +8,7 @@ import type { Construct } from 'constructs';
 import { PROJECT_ROOT } from './constructs/herald-function';
 import { HeraldNetwork } from './constructs/herald-network';
 import { HeraldTable } from './constructs/herald-table';
+import { IngestTopic } from './constructs/ingest-topic';
 import { JanitorFunction } from './constructs/janitor-function';
 import { LogBucket } from './constructs/log-bucket';
 import { NodeBus } from './constructs/node-bus';
@@ -24,9 +25,15 @@ export interface HeraldStackProps extends StackProps {
   /**
    * The name browsers use, e.g. `push.example.com`. Needs `certificateArn` or
    * `hostedZoneId` (then a certificate is made and validated in that zone).
-   * @default - none: plain HTTP on the load balancer's DNS name, for a first try
+   * @default - none: refused unless `allowPlainHttp` (then plain HTTP on the load balancer's DNS name)
    */
   readonly domainName?: string;
+  /**
+   * Without `domainName`, serve plain HTTP on the load balancer's DNS name:
+   * browser tokens and cookies then cross the internet in clear. For a test stack only.
+   * @default false - a stack without `domainName` is refused
+   */
+  readonly allowPlainHttp?: boolean;
   /**
    * An ACM certificate for `domainName`, in the stack's region.
    * @default - one is made when `hostedZoneId` is given
@@ -87,7 +94,16 @@ export interface HeraldStackProps extends StackProps {
    */
   readonly alarmTopicArn?: string;
   /**
-   * The node container image.
+   * Roles of services that publish with the publisher library, which publishes
+   * on the node bus itself. The bus topic refuses every other principal but the
+   * nodes and the publisher Lambda; each of these roles also needs `sns:Publish`
+   * on `TopicArn` and the key use on `TopicKeyArn` in its own policy.
+   * @default - none: services publish through the ingest topic or the publisher Lambda
+   */
+  readonly busPublisherRoleArns?: readonly string[];
+  /**
+   * The node container image. From ECR, it must be in this account and region:
+   * the ECR endpoints of private tasks let nothing else through.
    * @default - built from the repository's Dockerfile at deploy time (linux/arm64)
    */
   readonly image?: ecs.ContainerImage;
@@ -112,6 +128,8 @@ export class HeraldStack extends Stack {
   readonly table: HeraldTable;
   readonly service: SseService;
   readonly publisher: PublisherFunction;
+  /** Where services publish by SNS; `ingest.grantPublish(role)` lets one. */
+  readonly ingest: IngestTopic;
   readonly janitor: JanitorFunction;
   readonly operations: Operations;
 
@@ -135,6 +153,7 @@ export class HeraldStack extends Stack {
       image: props.image ?? nodeImageFromRepository(),
       accessLogBucket: this.logBucket.bucket,
       ...(props.domainName === undefined ? {} : { domainName: props.domainName }),
+      ...(props.allowPlainHttp === undefined ? {} : { allowPlainHttp: props.allowPlainHttp }),
       ...(props.certificateArn === undefined ? {} : { certificate: acm.Certificate.fromCertificateArn(this, 'Certificate', props.certificateArn) }),
       ...(hostedZone === undefined ? {} : { hostedZone }),
       ...(props.jwksUrl === undefined ? {} : { jwksUrl: props.jwksUrl }),
@@ -149,11 +168,16 @@ export class HeraldStack extends Stack {
       taskCpu: props.taskCpu ?? 512,
       taskMemoryMiB: props.taskMemoryMiB ?? 1024,
     });
+    // The tasks are the only callers inside the VPC: the Lambdas run outside it.
+    network.allowThroughEndpoints(this.service.taskRole, [...this.bus.nodeRuntimeAccess(), ...this.table.nodeRuntimeAccess()]);
+    network.allowThroughEndpoints(this.service.executionRole, this.service.startupAccess());
     this.publisher = new PublisherFunction(this, 'Publisher', {
       bus: this.bus,
       table: this.table,
       ...(props.publisherEntry === undefined ? {} : { entry: props.publisherEntry }),
     });
+    this.ingest = new IngestTopic(this, 'Ingest', { key: this.bus.key, publisher: this.publisher.function });
+    this.bus.allowPublishers(props.busPublisherRoleArns ?? []);
     this.janitor = new JanitorFunction(this, 'Janitor', {
       bus: this.bus,
       table: this.table,
@@ -172,8 +196,9 @@ export class HeraldStack extends Stack {
   private addOutputs(): void {
     const output = (id: string, value: string, description: string): CfnOutput => new CfnOutput(this, id, { value, description });
     output('Url', this.service.url, 'Open browser streams at <Url>/events');
-    output('TopicArn', this.bus.topic.topicArn, 'Services with sns:Publish on it can publish straight to the nodes');
-    output('TopicKeyArn', this.bus.key.keyArn, 'Direct publishers also need kms:GenerateDataKey and kms:Decrypt on this key');
+    output('IngestTopicArn', this.ingest.topic.topicArn, 'Services publish POST /publish bodies here (sns:Publish, and the key use on TopicKeyArn)');
+    output('TopicArn', this.bus.topic.topicArn, 'The node bus: only the nodes, the publisher Lambda and busPublisherRoleArns may publish on it');
+    output('TopicKeyArn', this.bus.key.keyArn, 'Publishers to either topic also need kms:GenerateDataKey and kms:Decrypt on this key');
     output('PublisherFunctionName', this.publisher.function.functionName, 'Invoke it from chat and job code to publish');
     output('PublisherFunctionArn', this.publisher.function.functionArn, 'Grant lambda:InvokeFunction on it to your publishers');
     output('TableName', this.table.table.tableName, 'History, tab owners and node heartbeats');

@@ -1,9 +1,17 @@
+import { Aws, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 
 /** A literal range, so the endpoint rule names it (not a token cdk-nag cannot read). */
 export const VPC_CIDR = '10.0.0.0/16';
+
+/** Actions on resources, as a role is granted them: what an endpoint policy lets that role do through the endpoint. */
+export interface EndpointAccess {
+  readonly actions: readonly string[];
+  readonly resources: readonly string[];
+}
 
 export interface HeraldNetworkProps {
   /**
@@ -30,6 +38,13 @@ export class HeraldNetwork extends Construct {
   readonly taskSubnets: ec2.SubnetSelection;
   /** Public tasks need a public IP to reach ECR and the AWS APIs without NAT. */
   readonly assignPublicIp: boolean;
+  /**
+   * The endpoints by the IAM prefix of the actions that go through them. An
+   * endpoint keeps the default policy (any principal, any account's queues,
+   * topics and tables) until something is allowed through it; from then on its
+   * policy allows only that. The stack allows its roles through every one.
+   */
+  private readonly endpoints = new Map<string, ec2.VpcEndpoint[]>();
 
   constructor(scope: Construct, id: string, props: HeraldNetworkProps) {
     super(scope, id);
@@ -42,12 +57,19 @@ export class HeraldNetwork extends Construct {
         { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
         ...(publicTasks ? [] : [{ name: 'tasks', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 20 }]),
       ],
-      // Gateway endpoints cost nothing: DynamoDB for every owner/history call, S3 for ECR image layers.
-      gatewayEndpoints: {
-        DynamoDb: { service: ec2.GatewayVpcEndpointAwsService.DYNAMODB },
-        S3: { service: ec2.GatewayVpcEndpointAwsService.S3 },
-      },
     });
+    // Gateway endpoints cost nothing: DynamoDB for every owner/history call, S3 for ECR image layers.
+    this.endpoints.set('dynamodb', [vpc.addGatewayEndpoint('DynamoDb', { service: ec2.GatewayVpcEndpointAwsService.DYNAMODB })]);
+    const layers = vpc.addGatewayEndpoint('S3', { service: ec2.GatewayVpcEndpointAwsService.S3 });
+    // ECR keeps image layers in its own bucket and hands out URLs it signed itself, so the
+    // principal is ECR's, not the task's: the bucket is the limit (ECR user guide, "Amazon ECR interface VPC endpoints").
+    layers.addToPolicy(
+      new iam.PolicyStatement({
+        principals: [new iam.AnyPrincipal()],
+        actions: ['s3:GetObject'],
+        resources: [`arn:${Aws.PARTITION}:s3:::prod-${Stack.of(this).region}-starport-layer-bucket/*`],
+      }),
+    );
     vpc.addFlowLog('FlowLog', {
       destination: ec2.FlowLogDestination.toS3(props.flowLogBucket, 'vpc-flow-logs/'),
       trafficType: ec2.FlowLogTrafficType.REJECT,
@@ -60,25 +82,56 @@ export class HeraldNetwork extends Construct {
         allowAllOutbound: false,
       });
       endpointSecurityGroup.addIngressRule(ec2.Peer.ipv4(VPC_CIDR), ec2.Port.tcp(443), 'HTTPS from the VPC');
-      const endpoints: Record<string, ec2.InterfaceVpcEndpointAwsService> = {
-        Sqs: ec2.InterfaceVpcEndpointAwsService.SQS,
-        Sns: ec2.InterfaceVpcEndpointAwsService.SNS,
-        Logs: ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
-        EcrApi: ec2.InterfaceVpcEndpointAwsService.ECR,
-        EcrDocker: ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
-      };
-      for (const [name, service] of Object.entries(endpoints)) {
-        vpc.addInterfaceEndpoint(name, {
+      // Both ECR endpoints authorize the pull with the same `ecr:` actions (the registry API of ecr.dkr included).
+      const endpoints: [string, ec2.InterfaceVpcEndpointAwsService, string][] = [
+        ['Sqs', ec2.InterfaceVpcEndpointAwsService.SQS, 'sqs'],
+        ['Sns', ec2.InterfaceVpcEndpointAwsService.SNS, 'sns'],
+        ['Logs', ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS, 'logs'],
+        ['EcrApi', ec2.InterfaceVpcEndpointAwsService.ECR, 'ecr'],
+        ['EcrDocker', ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER, 'ecr'],
+      ];
+      for (const [name, service, prefix] of endpoints) {
+        const endpoint = vpc.addInterfaceEndpoint(name, {
           service,
           subnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
           privateDnsEnabled: true,
           securityGroups: [endpointSecurityGroup],
           open: false,
         });
+        this.endpoints.set(prefix, [...(this.endpoints.get(prefix) ?? []), endpoint]);
       }
     }
     this.vpc = vpc;
     this.taskSubnets = { subnetType: publicTasks ? ec2.SubnetType.PUBLIC : ec2.SubnetType.PRIVATE_WITH_EGRESS };
     this.assignPublicIp = publicTasks;
+  }
+
+  /**
+   * Lets `role`, and no other principal, do `access` through the endpoints its
+   * actions go through. Actions of a service with no endpoint here (KMS,
+   * Secrets Manager) are left out: they leave through the NAT gateway or,
+   * for KMS, are made by SNS itself.
+   */
+  allowThroughEndpoints(role: iam.IRole, access: readonly EndpointAccess[]): void {
+    for (const { actions, resources } of access) {
+      const byPrefix = new Map<string, string[]>();
+      for (const action of actions) {
+        const prefix = action.slice(0, action.indexOf(':'));
+        byPrefix.set(prefix, [...(byPrefix.get(prefix) ?? []), action]);
+      }
+      for (const [prefix, prefixed] of byPrefix) {
+        for (const endpoint of this.endpoints.get(prefix) ?? []) {
+          endpoint.addToPolicy(
+            new iam.PolicyStatement({
+              // aws:PrincipalArn is the role's own ARN for every session of the role.
+              principals: [new iam.AnyPrincipal()],
+              actions: prefixed,
+              resources: [...resources],
+              conditions: { ArnEquals: { 'aws:PrincipalArn': role.roleArn } },
+            }),
+          );
+        }
+      }
+    }
   }
 }

@@ -2,6 +2,7 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
+import type { EndpointAccess } from './herald-network';
 import { createTableInput, TABLE } from '../../services/adapters/aws/table';
 
 export interface HeraldTableProps {
@@ -74,6 +75,11 @@ export class HeraldTable extends Construct {
   /** The item operations a node sends, on this table only. */
   grantNodeRuntime(grantee: iam.IGrantable): iam.Grant {
     return this.table.grant(grantee, ...NODE_TABLE_ACTIONS);
+  }
+
+  /** What `grantNodeRuntime` grants (the table has no index), for the DynamoDB endpoint's policy. */
+  nodeRuntimeAccess(): EndpointAccess[] {
+    return [{ actions: [...NODE_TABLE_ACTIONS], resources: [this.table.tableArn] }];
   }
 
   /** The item operations the publisher sends, on this table only. */

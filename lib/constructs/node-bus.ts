@@ -1,8 +1,9 @@
-import { ArnFormat, Duration, Stack, Token } from 'aws-cdk-lib';
+import { ArnFormat, Duration, Lazy, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
+import type { EndpointAccess } from './herald-network';
 import { NODE_QUEUE_SEPARATOR, QUEUE_PREFIX_PATTERN } from '../../services/protocol/bus-message';
 
 export interface NodeBusProps {
@@ -42,15 +43,18 @@ export const JANITOR_QUEUE_ACTIONS = ['sqs:GetQueueAttributes', 'sqs:ListQueueTa
 export const TOPIC_KEY_ACTIONS = ['kms:GenerateDataKey', 'kms:Decrypt'] as const;
 
 /**
- * The bus between publishers and nodes (DESIGN.md, "Per-node queue
- * lifecycle"): an SNS topic encrypted with its own KMS key that refuses
- * publishing without TLS. The per-node SQS queues are not here: autoscaled
- * tasks make their own, so this construct grants rights over queue *names*.
+ * The bus between publishers and nodes (docs/architecture.md, "Shapes",
+ * AWS): an SNS topic encrypted with its own KMS key that refuses
+ * publishing without TLS, and publishing by any principal but the roles
+ * granted it here. The per-node SQS queues are not here: autoscaled tasks
+ * make their own, so this construct grants rights over queue *names*.
  */
 export class NodeBus extends Construct {
   readonly topic: sns.ITopic;
   readonly key: kms.IKey;
   readonly queuePrefix: string;
+  /** Every role that may publish on the topic; the topic policy denies everyone else. */
+  private readonly publisherArns: string[] = [];
 
   constructor(scope: Construct, id: string, props: NodeBusProps) {
     super(scope, id);
@@ -65,6 +69,22 @@ export class NodeBus extends Construct {
       pendingWindow: Duration.days(7),
     });
     this.topic = new sns.Topic(this, 'Topic', { masterKey: this.key, enforceSSL: true });
+    // The nodes obey what comes on the bus: a `drain` stops a node, a `replace` closes a tab, a
+    // plain envelope reaches every stream without history. An IAM grant to anyone else in the
+    // account (or a policy that allows the topic broadly) must not let them send one.
+    this.topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'HeraldRolesOnly',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+        conditions: { ArnNotEquals: { 'aws:PrincipalArn': Lazy.list({ produce: () => this.publisherArns }) } },
+      }),
+    );
+    this.node.addValidation({
+      validate: () => (this.publisherArns.length === 0 ? ['no role may publish on the bus: grant grantPublish or grantNodeRuntime to the nodes and the publisher'] : []),
+    });
   }
 
   /**
@@ -90,23 +110,43 @@ export class NodeBus extends Construct {
    */
   static readonly unsubscribeResource = '*';
 
-  /** Publish to the topic, with the key use SNS needs for it. */
+  /** Publish to the topic, with the key use SNS needs for it; `grantee` must be a role, which the topic policy then lets through. */
   grantPublish(grantee: iam.IGrantable): iam.Grant {
+    this.allowPublishers([roleArnOf(grantee)]);
     const grant = iam.Grant.addToPrincipal({ grantee, actions: ['sns:Publish'], resourceArns: [this.topic.topicArn] });
     this.grantKeyUse(grantee);
     return grant;
   }
 
   /**
+   * Lets roles outside this app (a service using the publisher library) past
+   * the topic policy. They still need `sns:Publish` on the topic and the key
+   * use in their own policies.
+   */
+  allowPublishers(roleArns: readonly string[]): void {
+    for (const arn of roleArns) if (!this.publisherArns.includes(arn)) this.publisherArns.push(arn);
+  }
+
+  /**
    * Everything a node does on the bus: make, read and delete its own queue
    * (named with the prefix), subscribe it to the topic and unsubscribe it, and
-   * publish (replace messages go to the node that held the old tab).
+   * publish (replace messages go to the node that held the old tab), with the
+   * key use SNS asks of a publisher.
    */
+  nodeRuntimeAccess(): EndpointAccess[] {
+    return [
+      { actions: [...NODE_QUEUE_ACTIONS], resources: [this.nodeQueuesArn] },
+      { actions: ['sns:Subscribe'], resources: [this.topic.topicArn] },
+      { actions: ['sns:Unsubscribe'], resources: [NodeBus.unsubscribeResource] },
+      { actions: ['sns:Publish'], resources: [this.topic.topicArn] },
+      { actions: [...TOPIC_KEY_ACTIONS], resources: [this.key.keyArn] },
+    ];
+  }
+
+  /** `nodeRuntimeAccess`, granted. */
   grantNodeRuntime(grantee: iam.IGrantable): void {
-    iam.Grant.addToPrincipal({ grantee, actions: [...NODE_QUEUE_ACTIONS], resourceArns: [this.nodeQueuesArn] });
-    iam.Grant.addToPrincipal({ grantee, actions: ['sns:Subscribe'], resourceArns: [this.topic.topicArn] });
-    iam.Grant.addToPrincipal({ grantee, actions: ['sns:Unsubscribe'], resourceArns: [NodeBus.unsubscribeResource] });
-    this.grantPublish(grantee);
+    this.allowPublishers([roleArnOf(grantee)]);
+    for (const { actions, resources } of this.nodeRuntimeAccess()) iam.Grant.addToPrincipal({ grantee, actions: [...actions], resourceArns: [...resources] });
   }
 
   /**
@@ -124,4 +164,11 @@ export class NodeBus extends Construct {
   private grantKeyUse(grantee: iam.IGrantable): void {
     iam.Grant.addToPrincipal({ grantee, actions: [...TOPIC_KEY_ACTIONS], resourceArns: [this.key.keyArn] });
   }
+}
+
+/** The ARN `aws:PrincipalArn` has for every session of the grantee: a role's own. */
+function roleArnOf(grantee: iam.IGrantable): string {
+  const principal = grantee.grantPrincipal;
+  if (!('roleArn' in principal)) throw new Error('only a role may publish on the Herald bus');
+  return (principal as iam.IRole).roleArn;
 }

@@ -23,8 +23,8 @@ export interface PublisherFunctionProps {
 }
 
 /**
- * The Lambda publisher that chat and job code invoke (DESIGN.md, "Publishing
- * paths"): history first, then owners, then the topic.
+ * The Lambda publisher that chat and job code invoke (docs/architecture.md,
+ * "Shapes"): history first, then owners, then the topic.
  */
 export class PublisherFunction extends Construct {
   readonly function: lambda.IFunction;

@@ -11,6 +11,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { HeraldMetrics } from './herald-metrics';
+import type { EndpointAccess } from './herald-network';
 import type { HeraldTable } from './herald-table';
 import type { NodeBus } from './node-bus';
 import { PROBE_TIMEOUT_MS } from '../../services/adapters/aws/sns-sqs-bus';
@@ -32,6 +33,17 @@ export const NODE_PORT = 8080;
  * neighbour's streams while the service scales out.
  */
 export const DEFAULT_CONNECTIONS_PER_TASK = 10_000;
+/**
+ * Answered 404 by the load balancer itself: `/metrics` stays on the task's port
+ * for scrapers inside the VPC. The node reads `/%6Detrics`, `/./metrics` and
+ * `/x/../metrics` as `/metrics` too (Hono decodes escapes, the URL parser drops
+ * dot segments), and whether the ALB matches the path before or after decoding
+ * is not documented; no public path has an escape or a dot segment, so both
+ * are refused outright. Three values: the most one condition may hold.
+ */
+export const HIDDEN_PATH_PATTERNS = ['/metrics', '*%*', '*/.*'] as const;
+/** Before the forward (the listener's default action): rules are evaluated from the lowest priority. */
+const HIDDEN_PATHS_PRIORITY = 1;
 /** How much longer than a node's wait for its subscription ECS ignores its failing health checks. */
 const HEALTH_CHECK_GRACE_MARGIN_MS = 30_000;
 
@@ -52,9 +64,16 @@ export interface SseServiceProps {
   /**
    * The name browsers use. With `certificate` or `hostedZone` the ALB serves
    * HTTPS on it and redirects HTTP.
-   * @default - none: plain HTTP on the ALB's own DNS name
+   * @default - none: plain HTTP on the ALB's own DNS name, refused unless `allowPlainHttp`
    */
   readonly domainName?: string;
+  /**
+   * Serve plain HTTP on the ALB's own DNS name when no `domainName` is given:
+   * browser tokens and cookies then cross the internet in clear, so only for a
+   * test stack. Without it, a service with no domain is refused.
+   * @default false
+   */
+  readonly allowPlainHttp?: boolean;
   /**
    * The certificate for `domainName`.
    * @default - a DNS-validated certificate in `hostedZone` when one is given; otherwise no HTTPS
@@ -117,8 +136,8 @@ export interface SseServiceProps {
 
 /**
  * The SSE nodes: a Fargate service on Graviton behind an internet-facing ALB,
- * with the settings long-lived streams need (DESIGN.md, "Per-node queue
- * lifecycle"), and scaling on open streams per task.
+ * with the settings long-lived streams need (docs/architecture.md, "Shapes",
+ * AWS), and scaling on open streams per task.
  */
 export class SseService extends Construct {
   readonly service: ecs.FargateService;
@@ -126,6 +145,8 @@ export class SseService extends Construct {
   readonly targetGroup: elbv2.ApplicationTargetGroup;
   readonly taskRole: iam.IRole;
   readonly executionRole: iam.IRole;
+  /** Where the nodes' output goes (the awslogs driver, with the execution role). */
+  readonly logGroup: logs.ILogGroup;
   readonly metrics: HeraldMetrics;
   /** The HS256 secret the nodes verify tokens with, when no JWKS is used. */
   readonly jwtSecret?: secretsmanager.ISecret;
@@ -171,6 +192,7 @@ export class SseService extends Construct {
       executionRole: this.executionRole,
     });
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH });
+    this.logGroup = logGroup;
     taskDefinition.addContainer('Node', {
       image: props.image,
       essential: true,
@@ -254,6 +276,24 @@ export class SseService extends Construct {
     this.addScaling(minTasks, maxTasks, props.connectionsPerTask ?? DEFAULT_CONNECTIONS_PER_TASK);
   }
 
+  /**
+   * What ECS does with the execution role as a task starts, over the network:
+   * sign in to ECR and pull the image, and write the container's output. The
+   * pull is allowed from this account's repositories in this region (the role
+   * itself is limited to the CDK assets repository). The secret is not here:
+   * Secrets Manager has no endpoint in the VPC.
+   */
+  startupAccess(): EndpointAccess[] {
+    return [
+      { actions: ['ecr:GetAuthorizationToken'], resources: ['*'] },
+      {
+        actions: ['ecr:BatchCheckLayerAvailability', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchGetImage'],
+        resources: [Stack.of(this).formatArn({ service: 'ecr', resource: 'repository', resourceName: '*' })],
+      },
+      { actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [this.logGroup.logGroupArn] },
+    ];
+  }
+
   /** Lets a token issuer (your sign-in service) read the HS256 secret it signs with. */
   grantReadJwtSecret(grantee: iam.IGrantable): iam.Grant {
     if (!this.jwtSecret) throw new Error('this SseService verifies tokens with a JWKS; there is no JWT secret to read');
@@ -288,7 +328,14 @@ export class SseService extends Construct {
   private addListeners(props: SseServiceProps): string {
     if (props.domainName === undefined) {
       if (props.certificate !== undefined || props.hostedZone !== undefined) throw new Error('certificate and hostedZone need domainName');
-      this.loadBalancer.addListener('Http', { port: 80, protocol: elbv2.ApplicationProtocol.HTTP, defaultTargetGroups: [this.targetGroup] });
+      if (props.allowPlainHttp !== true) {
+        throw new Error(
+          'SseService has no domainName, so its load balancer would serve plain HTTP and browser tokens and cookies would cross the internet in clear: ' +
+            'give domainName with a certificate or hostedZone, or set allowPlainHttp: true (context allowPlainHttp=true) for a test stack',
+        );
+      }
+      const http = this.loadBalancer.addListener('Http', { port: 80, protocol: elbv2.ApplicationProtocol.HTTP, defaultTargetGroups: [this.targetGroup] });
+      this.hidePaths(http);
       return `http://${this.loadBalancer.loadBalancerDnsName}`;
     }
     const certificate =
@@ -300,13 +347,14 @@ export class SseService extends Construct {
             validation: acm.CertificateValidation.fromDns(props.hostedZone),
           }));
     if (certificate === undefined) throw new Error('domainName needs a certificate or a hostedZone to make one in');
-    this.loadBalancer.addListener('Https', {
+    const https = this.loadBalancer.addListener('Https', {
       port: 443,
       protocol: elbv2.ApplicationProtocol.HTTPS,
       certificates: [certificate],
       sslPolicy: elbv2.SslPolicy.RECOMMENDED_TLS,
       defaultTargetGroups: [this.targetGroup],
     });
+    this.hidePaths(https);
     this.loadBalancer.addRedirect({ sourcePort: 80, sourceProtocol: elbv2.ApplicationProtocol.HTTP, targetPort: 443, targetProtocol: elbv2.ApplicationProtocol.HTTPS });
     if (props.hostedZone !== undefined) {
       new route53.ARecord(this, 'Alias', {
@@ -316,6 +364,18 @@ export class SseService extends Construct {
       });
     }
     return `https://${props.domainName}`;
+  }
+
+  /** Answers HIDDEN_PATH_PATTERNS with the node's own 404 body before the listener forwards anything. */
+  private hidePaths(listener: elbv2.ApplicationListener): void {
+    listener.addAction('HiddenPaths', {
+      priority: HIDDEN_PATHS_PRIORITY,
+      conditions: [elbv2.ListenerCondition.pathPatterns([...HIDDEN_PATH_PATTERNS])],
+      action: elbv2.ListenerAction.fixedResponse(404, {
+        contentType: 'application/json',
+        messageBody: JSON.stringify({ error: 'not_found', message: 'no such path' }),
+      }),
+    });
   }
 
   private addScaling(minTasks: number, maxTasks: number, connectionsPerTask: number): void {

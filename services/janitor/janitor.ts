@@ -1,5 +1,5 @@
 /**
- * The janitor (DESIGN.md, "Per-node queue lifecycle"): removes the queues and
+ * The janitor (docs/operations.md, "The janitor"): removes the queues and
  * subscriptions of nodes whose heartbeat expired — crashed tasks, which never
  * ran their own clean-up — and nothing else. A queue goes only when all hold:
  *

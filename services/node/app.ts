@@ -9,6 +9,7 @@ import { publishRoute } from './routes/publish';
 import { operationsRoutes } from './routes/operations';
 import { clientAssetRoute, webAssets } from './routes/client-asset';
 import { devRoutes } from './routes/dev';
+import { devGuard } from './dev-guard';
 import { openApiRoute } from './routes/openapi';
 
 export type HeraldApp = Hono<{ Bindings: HttpBindings }>;
@@ -31,6 +32,9 @@ export function createApp(node: HeraldNode, publishDeps: PublishDeps): HeraldApp
   const description = openApiRoute(app);
   // The demo page and its sign-in exist only in dev mode; otherwise those paths are 404.
   const { config } = node.deps;
+  // Registered before the dev routes, so it runs first on them; filled in once they are known.
+  const devPaths = new Set<string>();
+  if (config.dev) app.use('*', devGuard((path) => devPaths.has(path)));
   const dev =
     config.dev && config.auth.kind === 'hs256'
       ? devRoutes(app, {
@@ -43,6 +47,7 @@ export function createApp(node: HeraldNode, publishDeps: PublishDeps): HeraldApp
           assets,
         })
       : {};
+  for (const path of Object.keys(dev)) devPaths.add(path);
 
   const allowed: Record<string, string> = {
     '/events': 'GET',

@@ -87,8 +87,28 @@ describe('extractToken', () => {
     expect(extractToken(sources(undefined, `${COOKIE}=default; sid=custom`), 'sid')).toBe('custom');
   });
 
-  it('takes the first cookie of that name', () => {
-    expect(extractToken(sources(undefined, `${COOKIE}=one; ${COOKIE}=two`), COOKIE)).toBe('one');
+  it.each([
+    ['two values', `${COOKIE}=one; ${COOKIE}=two`],
+    ['the same value twice', `${COOKIE}=one; ${COOKIE}=one`],
+    ['one of them empty', `${COOKIE}=; a=1; ${COOKIE}=two`],
+    ['three, among others', `a=1; ${COOKIE}=x;b=2;${COOKIE}=y; ${COOKIE}=z`],
+  ])('refuses two cookies of that name (%s) with token_ambiguous, a 401: a tossed cookie may be either', (_label, cookie) => {
+    let error: unknown;
+    try {
+      extractToken(sources(undefined, cookie), COOKIE);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(HeraldError);
+    expect([(error as HeraldError).code, (error as HeraldError).status]).toEqual(['token_ambiguous', 401]);
+  });
+
+  it('takes the Bearer header and ignores repeated cookies, which it does not read', () => {
+    expect(extractToken(sources('Bearer from-header', `${COOKIE}=one; ${COOKIE}=two`), COOKIE)).toBe('from-header');
+  });
+
+  it('minds only the repeats of its own cookie name', () => {
+    expect(extractToken(sources(undefined, `theme=a; theme=b; ${COOKIE}=tok; __Host-${COOKIE}=other`), COOKIE)).toBe('tok');
   });
 
   it.each([
@@ -139,6 +159,7 @@ describe('createAuthenticator (HS256)', () => {
     ['with an empty sub', () => sign({ sub: '', exp: nowSeconds() + 600 })],
     ['with a sub holding a control character', () => sign({ sub: 'ali\nce', exp: nowSeconds() + 600 })],
     ['with a sub of 129 characters', () => sign({ sub: 'u'.repeat(129), exp: nowSeconds() + 600 })],
+    ['with a sub holding an unpaired surrogate', () => sign({ sub: 'ali\ud83dce', exp: nowSeconds() + 600 })],
     ['with a string exp', () => sign({ sub: 'alice', exp: String(nowSeconds() + 600) as unknown as number })],
     ['not yet valid (nbf in the future)', () => sign({ sub: 'alice', exp: nowSeconds() + 600, nbf: nowSeconds() + 300 })],
     ['that is not a JWT', () => Promise.resolve('not-a-token')],
@@ -184,6 +205,30 @@ describe('createAuthenticator (HS256)', () => {
   it('ignores issuer and audience when none are configured', async () => {
     const token = await sign({ sub: 'alice', exp: nowSeconds() + 600, iss: 'anyone', aud: 'anything' });
     await expect(authenticate(sources(`Bearer ${token}`))).resolves.toMatchObject({ userId: 'alice' });
+  });
+});
+
+describe('createAuthenticator clock tolerance', () => {
+  const tolerant = createAuthenticator({ ...HS256, clockToleranceSeconds: 5 }, COOKIE);
+
+  it('accepts a token that expired within the tolerance, and ends its stream when the tolerance runs out', async () => {
+    const exp = nowSeconds() - 3;
+    const token = await sign({ sub: 'alice', exp });
+    await expect(tolerant(sources(`Bearer ${token}`))).resolves.toEqual({ userId: 'alice', expiresAtMs: (exp + 5) * 1000 });
+    const strict = await refusal(createAuthenticator(HS256, COOKIE)(sources(`Bearer ${token}`)));
+    expect(strict.code).toBe('token_expired');
+  });
+
+  it('refuses a token that expired longer ago than the tolerance with token_expired', async () => {
+    const error = await refusal(tolerant(sources(`Bearer ${await sign({ sub: 'alice', exp: nowSeconds() - 7 })}`)));
+    expect(error.code).toBe('token_expired');
+  });
+
+  it('accepts a token whose nbf is ahead by less than the tolerance (an issuer whose clock runs ahead), not more', async () => {
+    const soon = await sign({ sub: 'alice', exp: nowSeconds() + 600, nbf: nowSeconds() + 3 });
+    await expect(tolerant(sources(`Bearer ${soon}`))).resolves.toMatchObject({ userId: 'alice' });
+    const later = await sign({ sub: 'alice', exp: nowSeconds() + 600, nbf: nowSeconds() + 7 });
+    expect((await refusal(tolerant(sources(`Bearer ${later}`)))).code).toBe('token_invalid');
   });
 });
 

@@ -21,19 +21,30 @@ const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256
 /**
  * The token from `Authorization: Bearer`, else from the named cookie. Never from
  * the URL. Another scheme (a proxy's `Basic`) is not ours and does not hide the cookie.
+ *
+ * Two cookies of that name are refused, not chosen between: a sibling subdomain
+ * (or a page over plain http) can set one with its own Domain or Path
+ * ("cookie tossing"), and the browser sends it beside the real one, more
+ * specific paths first, so taking either could open the stream as the
+ * attacker's user. A `__Host-` name (RFC 6265bis cookie prefixes) keeps such
+ * cookies out altogether.
  */
 export function extractToken(sources: TokenSources, cookieName: string): string | undefined {
   const bearer = /^Bearer\s+(\S+)\s*$/i.exec(sources.authorization ?? '');
   if (bearer?.[1] !== undefined) return bearer[1];
   if (sources.cookie === undefined) return undefined;
+  let found: string | undefined;
+  let seen = false;
   for (const part of sources.cookie.split(';')) {
     const eq = part.indexOf('=');
     if (eq > 0 && part.slice(0, eq).trim() === cookieName) {
+      if (seen) throw new HeraldError('token_ambiguous', `the request carries more than one ${cookieName} cookie; clear this site's cookies and sign in again`);
+      seen = true;
       const value = part.slice(eq + 1).trim();
-      return value === '' ? undefined : value;
+      found = value === '' ? undefined : value;
     }
   }
-  return undefined;
+  return found;
 }
 
 /**
@@ -55,24 +66,28 @@ export function createAuthenticator(config: AuthConfig, cookieName: string): Aut
     if (!isValidUserId(sub) || typeof exp !== 'number') {
       throw new HeraldError('token_invalid', 'the token needs a string `sub` (the user id) and an `exp`');
     }
-    return { userId: sub, expiresAtMs: exp * 1000 };
+    // The stream ends when a reconnect with this token would be refused, not before.
+    return { userId: sub, expiresAtMs: (exp + (config.clockToleranceSeconds ?? 0)) * 1000 };
   };
 }
 
 function createVerifier(config: AuthConfig): (token: string) => Promise<JWTPayload> {
   // `exp` is required: a token without one would hold a stream open forever.
   const requiredClaims = ['sub', 'exp'];
+  // An identity provider's clock a second ahead would otherwise make a fresh token "not yet valid" (`nbf`).
+  const clockTolerance = config.clockToleranceSeconds ?? 0;
   if (config.kind === 'hs256') {
     const options: JWTVerifyOptions = {
       algorithms: ['HS256'],
       requiredClaims,
+      clockTolerance,
       ...(config.issuer === undefined ? {} : { issuer: config.issuer }),
       ...(config.audience === undefined ? {} : { audience: config.audience }),
     };
     return async (token) => (await jwtVerify(token, config.secret, options)).payload;
   }
   const keys = createRemoteJWKSet(config.jwksUrl, { cooldownDuration: 30_000, cacheMaxAge: 600_000 });
-  const options: JWTVerifyOptions = { algorithms: ASYMMETRIC, requiredClaims, issuer: config.issuer, audience: config.audience };
+  const options: JWTVerifyOptions = { algorithms: ASYMMETRIC, requiredClaims, clockTolerance, issuer: config.issuer, audience: config.audience };
   return async (token) => (await jwtVerify(token, keys, options)).payload;
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, MAX_DRAIN_MS, loadConfig, type Config } from './config';
+import { ConfigError, MAX_DRAIN_MS, MAX_JWT_CLOCK_TOLERANCE_S, MAX_STREAM_S, loadConfig, type Config } from './config';
 
 const SECRET = 'test-secret-that-is-at-least-32-bytes-long';
 const AWS = {
@@ -46,7 +46,7 @@ describe('loadConfig defaults', () => {
       host: '127.0.0.1',
       port: 8080,
       nodeId: undefined,
-      auth: { kind: 'hs256', secret: new TextEncoder().encode(SECRET) },
+      auth: { kind: 'hs256', secret: new TextEncoder().encode(SECRET), clockToleranceSeconds: 5 },
       authCookie: 'herald_token',
       publishToken: undefined,
       tabPolicy: 'single',
@@ -56,6 +56,8 @@ describe('loadConfig defaults', () => {
       maxQueuedBytes: 1024 * 1024,
       stallTimeoutMs: 10_000,
       maxConnections: 16_000,
+      maxSockets: 17_000,
+      requestTimeoutMs: 30_000,
       maxConnectionsPerAddress: 2_000,
       connectRatePerAddress: { perSecond: 20, burst: 100 },
       trustProxy: false,
@@ -66,6 +68,7 @@ describe('loadConfig defaults', () => {
       replayLimit: 1_000,
       publishRate: { perSecond: 1_000, burst: 2_000 },
       drainMs: 30_000,
+      maxStreamMs: 0,
       logLevel: 'info',
       aws: undefined,
       redis: undefined,
@@ -101,6 +104,8 @@ describe('loadConfig defaults', () => {
       HERALD_MAX_QUEUED_BYTES: '65536',
       HERALD_STALL_TIMEOUT_MS: '2500',
       HERALD_MAX_CONNECTIONS: '10',
+      HERALD_MAX_SOCKETS: '50',
+      HERALD_REQUEST_TIMEOUT_MS: '5000',
       HERALD_MAX_CONNECTIONS_PER_IP: '4',
       HERALD_CONNECT_RATE_PER_IP: '200',
       HERALD_CONNECT_BURST_PER_IP: '300',
@@ -130,6 +135,8 @@ describe('loadConfig defaults', () => {
       maxQueuedBytes: 65536,
       stallTimeoutMs: 2500,
       maxConnections: 10,
+      maxSockets: 50,
+      requestTimeoutMs: 5000,
       maxConnectionsPerAddress: 4,
       connectRatePerAddress: { perSecond: 200, burst: 300 },
       trustProxy: true,
@@ -143,6 +150,11 @@ describe('loadConfig defaults', () => {
       logLevel: 'debug',
       auth: { kind: 'hs256', issuer: 'https://id.example.com', audience: 'herald' },
     });
+  });
+
+  it('keeps the socket cap above the stream cap, so a refused stream still gets its status', () => {
+    expect(load({ HERALD_MAX_CONNECTIONS: '100' }).maxSockets).toBe(1_100);
+    expect(() => load({ HERALD_MAX_CONNECTIONS: '100', HERALD_MAX_SOCKETS: '100' })).toThrow(/HERALD_MAX_SOCKETS.*above HERALD_MAX_CONNECTIONS/);
   });
 
   it('raises the default connect burst with the connect rate', () => {
@@ -268,6 +280,35 @@ describe('loadConfig refusals', () => {
     });
   });
 
+  describe('HERALD_MAX_STREAM_S', () => {
+    it(`accepts 0 (no cap), 1 and ${MAX_STREAM_S} (7 days), in ms`, () => {
+      expect(load({ HERALD_MAX_STREAM_S: '0' }).maxStreamMs).toBe(0);
+      expect(load({ HERALD_MAX_STREAM_S: '1' }).maxStreamMs).toBe(1000);
+      expect(load({ HERALD_MAX_STREAM_S: String(MAX_STREAM_S) }).maxStreamMs).toBe(MAX_STREAM_S * 1000);
+    });
+
+    it.each([String(MAX_STREAM_S + 1), '-1', '1.5', '1h'])('refuses %s, naming the variable', (value) => {
+      expectRefused({ HERALD_JWT_SECRET: SECRET, HERALD_MAX_STREAM_S: value }, 'HERALD_MAX_STREAM_S');
+    });
+  });
+
+  describe('HERALD_JWT_CLOCK_TOLERANCE_S', () => {
+    it(`accepts 0 and ${MAX_JWT_CLOCK_TOLERANCE_S}, for a secret and a JWKS alike`, () => {
+      expect(load({ HERALD_JWT_CLOCK_TOLERANCE_S: '0' }).auth.clockToleranceSeconds).toBe(0);
+      expect(load({ HERALD_JWT_CLOCK_TOLERANCE_S: '60' }).auth.clockToleranceSeconds).toBe(60);
+      const jwks = { HERALD_JWKS_URL: 'https://id.example.com/jwks', HERALD_JWT_ISSUER: 'i', HERALD_JWT_AUDIENCE: 'a', HERALD_JWT_CLOCK_TOLERANCE_S: '30' };
+      expect(loadConfig(jwks).auth.clockToleranceSeconds).toBe(30);
+    });
+
+    it.each(['61', '3600'])('refuses %s, naming the variable and its bounds', (value) => {
+      expectRefused({ HERALD_JWT_SECRET: SECRET, HERALD_JWT_CLOCK_TOLERANCE_S: value }, 'HERALD_JWT_CLOCK_TOLERANCE_S', 'between 0 and 60');
+    });
+
+    it.each(['-1', '1.5', '5s'])('refuses %s as not a whole number of seconds, naming the variable', (value) => {
+      expectRefused({ HERALD_JWT_SECRET: SECRET, HERALD_JWT_CLOCK_TOLERANCE_S: value }, 'HERALD_JWT_CLOCK_TOLERANCE_S', `"${value}"`);
+    });
+  });
+
   describe('HERALD_JWT_SECRET', () => {
     it('accepts 32 bytes', () => {
       expect(loadConfig({ HERALD_JWT_SECRET: 's'.repeat(32) }).dev).toBe(false);
@@ -303,6 +344,7 @@ describe('loadConfig refusals', () => {
         jwksUrl: new URL('https://id.example.com/.well-known/jwks.json'),
         issuer: 'https://id.example.com',
         audience: 'herald',
+        clockToleranceSeconds: 5,
       });
     });
 

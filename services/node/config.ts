@@ -11,9 +11,20 @@ export type { RedisConfig, RedisTarget } from './redis-config';
 
 export type Mode = 'local' | 'aws' | 'redis';
 
-export type AuthConfig =
+export type AuthConfig = (
   | { readonly kind: 'hs256'; readonly secret: Uint8Array; readonly issuer?: string; readonly audience?: string }
-  | { readonly kind: 'jwks'; readonly jwksUrl: URL; readonly issuer: string; readonly audience: string };
+  | { readonly kind: 'jwks'; readonly jwksUrl: URL; readonly issuer: string; readonly audience: string }
+) & {
+  /** Seconds by which `exp` may have passed and `nbf` be ahead (HERALD_JWT_CLOCK_TOLERANCE_S). @default 0 */
+  readonly clockToleranceSeconds?: number;
+};
+
+/**
+ * The most HERALD_JWT_CLOCK_TOLERANCE_S may be. It covers an identity
+ * provider's clock a little off the nodes'; more would mostly lengthen the
+ * life of stolen tokens.
+ */
+export const MAX_JWT_CLOCK_TOLERANCE_S = 60;
 
 export interface AwsConfig extends AwsSettings {
   readonly queuePrefix: string;
@@ -39,6 +50,14 @@ export interface Config extends PublishSettings {
   readonly maxQueuedBytes: number;
   readonly stallTimeoutMs: number;
   readonly maxConnections: number;
+  /**
+   * Sockets the server holds at most, streams and every other request
+   * together; past it new sockets are closed unanswered. A last resort below
+   * the open-files limit: the stream caps answer first, with a status.
+   */
+  readonly maxSockets: number;
+  /** Deadline for receiving a whole request (headers and body) that is not a stream; an open stream is not affected. */
+  readonly requestTimeoutMs: number;
   /** Open streams from one client address (behind a NAT, a whole office shares one). */
   readonly maxConnectionsPerAddress: number;
   readonly connectRatePerAddress: RateBudget;
@@ -47,10 +66,15 @@ export interface Config extends PublishSettings {
   readonly historyMaxBytes: number;
   readonly replayLimit: number;
   readonly drainMs: number;
+  /** The longest a stream stays open before it is closed with `max_age` (HERALD_MAX_STREAM_S); 0: no cap. */
+  readonly maxStreamMs: number;
   readonly logLevel: LogLevel;
   readonly aws: AwsConfig | undefined;
   readonly redis: RedisConfig | undefined;
 }
+
+/** The longest cap HERALD_MAX_STREAM_S takes: 7 days, the longest replay retention. */
+export const MAX_STREAM_S = 7 * 24 * 3600;
 
 /** Fargate sends SIGKILL 120 s after SIGTERM at most; the drain and the exit must fit inside. */
 export const MAX_DRAIN_MS = 110_000;
@@ -114,7 +138,8 @@ function readAws(read: EnvReader, mode: Mode): AwsConfig | undefined {
 export function loadConfig(env: Env): Config {
   const read = new EnvReader(env);
   const mode = read.oneOf<Mode>('HERALD_MODE', 'local', ['local', 'aws', 'redis']);
-  const { auth, dev } = readAuth(read, mode);
+  const { auth: keys, dev } = readAuth(read, mode);
+  const auth: AuthConfig = { ...keys, clockToleranceSeconds: read.int('HERALD_JWT_CLOCK_TOLERANCE_S', 5, 0, MAX_JWT_CLOCK_TOLERANCE_S) };
   // A fleet's nodes sit behind a load balancer on other hosts; one local process is reached on loopback.
   const host = read.raw('HERALD_HOST') ?? (mode === 'local' ? '127.0.0.1' : '0.0.0.0');
   if (dev && !isLoopbackHost(host)) {
@@ -131,6 +156,12 @@ export function loadConfig(env: Env): Config {
   }
   const heartbeatMs = read.int('HERALD_HEARTBEAT_MS', 15_000, 1_000, 300_000);
   const connectRate = read.int('HERALD_CONNECT_RATE_PER_IP', 20, 1, 1_000_000);
+  const maxConnections = read.int('HERALD_MAX_CONNECTIONS', 16_000, 1, 10_000_000);
+  // Room above the stream cap for publishes, health checks and refused streams, which get their status.
+  const maxSockets = read.int('HERALD_MAX_SOCKETS', maxConnections + 1_000, 2, 10_000_000);
+  if (maxSockets <= maxConnections) {
+    throw new ConfigError('HERALD_MAX_SOCKETS', `must be above HERALD_MAX_CONNECTIONS (${maxConnections}), so a refused stream still gets its 503`);
+  }
 
   return {
     mode,
@@ -147,7 +178,9 @@ export function loadConfig(env: Env): Config {
     retryMs: read.int('HERALD_RETRY_MS', 2_000, 100, 600_000),
     maxQueuedBytes: read.int('HERALD_MAX_QUEUED_BYTES', 1024 * 1024, 16 * 1024, 256 * 1024 * 1024),
     stallTimeoutMs: read.int('HERALD_STALL_TIMEOUT_MS', 10_000, 100, 600_000),
-    maxConnections: read.int('HERALD_MAX_CONNECTIONS', 16_000, 1, 10_000_000),
+    maxConnections,
+    maxSockets,
+    requestTimeoutMs: read.int('HERALD_REQUEST_TIMEOUT_MS', 30_000, 1_000, 600_000),
     maxConnectionsPerAddress: read.int('HERALD_MAX_CONNECTIONS_PER_IP', 2_000, 1, 10_000_000),
     connectRatePerAddress: { perSecond: connectRate, burst: read.int('HERALD_CONNECT_BURST_PER_IP', Math.max(100, connectRate), 1, 10_000_000) },
     // Only the ALB of the aws shape is known to append the client's address. In front of a
@@ -158,6 +191,7 @@ export function loadConfig(env: Env): Config {
     historyMaxBytes: read.int('HERALD_HISTORY_MAX_BYTES', 256 * 1024 * 1024, 1024 * 1024, 64 * 1024 * 1024 * 1024),
     replayLimit: read.int('HERALD_REPLAY_LIMIT', 1_000, 1, 100_000),
     drainMs: read.int('HERALD_DRAIN_MS', 30_000, 0, MAX_DRAIN_MS),
+    maxStreamMs: read.int('HERALD_MAX_STREAM_S', 0, 0, MAX_STREAM_S) * 1000,
     logLevel: readLogLevel(read),
     aws: readAws(read, mode),
     redis: mode === 'redis' ? readRedis(read) : undefined,

@@ -62,6 +62,8 @@ export class Connection {
   closedReason: CloseReason | undefined;
   /** Next heartbeat, spread by the caller so a fleet of streams does not ping at once. */
   nextPingAtMs: number;
+  /** When the node ends the stream whatever its token says (`max_age`); never by default. */
+  closeAtMs = Number.POSITIVE_INFINITY;
   /** When the backlog was first seen above `maxQueuedBytes`; cleared once it is below. */
   private congestedSinceMs: number | undefined;
   private watchingDrain = false;

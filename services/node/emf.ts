@@ -1,8 +1,8 @@
 /**
  * CloudWatch embedded metric format (EMF): one JSON log line a minute from
  * which CloudWatch Logs extracts metrics, with no PutMetricData call and no
- * agent. ECS scales on ActiveConnections per task (DESIGN.md, "Node behaviour
- * under pressure"). Spec: docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/
+ * agent. ECS scales on ActiveConnections per task (docs/operations.md,
+ * "Scaling"). Spec: docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/
  * CloudWatch_Embedded_Metric_Format_Specification.html — a metric target is a
  * number (or an array of at most 100 numbers) on the root node.
  */

@@ -88,6 +88,12 @@ export function checkPeriodMs(heartbeatMs: number, stallTimeoutMs: number): numb
  * token expiry and the drain. Transport-agnostic below `openStream`, which
  * takes the raw response.
  */
+/** A place under the connection caps, held from admission until the stream is in the hub or refused. */
+export interface Admission {
+  /** Idempotent. */
+  release(): void;
+}
+
 export class HeraldNode {
   readonly hub: Hub;
   readonly metrics = new NodeMetrics();
@@ -95,6 +101,9 @@ export class HeraldNode {
   readonly clock: Clock;
   readonly nodeTtlMs: number;
   private readonly connectLimiter: TokenBucketLimiter;
+  /** Streams admitted and not yet in the hub (authenticating): they count against the caps. */
+  private admitting = 0;
+  private readonly admittingFrom = new Map<string, number>();
   private readonly limits: BackpressureLimits;
   private ticker: NodeJS.Timeout | undefined;
   private heartbeater: NodeJS.Timeout | undefined;
@@ -138,19 +147,40 @@ export class HeraldNode {
     this.deps.log.info('node.started', { nodeId: this.nodeId, mode: this.deps.config.mode, policy: this.deps.config.tabPolicy });
   }
 
-  /** Refuses a new stream before any work is done for it: draining, full, or too many connects from one address. */
-  admit(clientAddress: string): void {
+  /**
+   * Refuses a new stream before any work is done for it: draining, full, or
+   * too many connects from one address. An admitted stream holds its place
+   * under the caps from here (`Admission`) until it is in the hub or refused:
+   * authentication is asynchronous (a JWKS fetch, say), and a burst of
+   * requests all checked before any of them was added would overshoot the
+   * caps by the size of the burst.
+   */
+  admit(clientAddress: string): Admission {
     if (this.draining) throw new HeraldError('draining', 'this node is shutting down; reconnect', { retryAfterMs: 1000 });
-    if (this.hub.size >= this.deps.config.maxConnections) {
+    if (this.hub.size + this.admitting >= this.deps.config.maxConnections) {
       throw new HeraldError('node_full', 'this node holds its maximum of connections', { retryAfterMs: 5000 });
     }
-    if (this.hub.streamsFrom(clientAddress) >= this.deps.config.maxConnectionsPerAddress) {
+    const fromAddress = this.admittingFrom.get(clientAddress) ?? 0;
+    if (this.hub.streamsFrom(clientAddress) + fromAddress >= this.deps.config.maxConnectionsPerAddress) {
       throw new HeraldError('too_many_streams', 'too many open streams from this address', { retryAfterMs: 5000 });
     }
     const decision = this.connectLimiter.takeNow(clientAddress);
     if (!decision.allowed) {
       throw new HeraldError('too_many_connects', 'too many new connections from this address', { retryAfterMs: decision.retryAfterMs });
     }
+    this.admitting++;
+    this.admittingFrom.set(clientAddress, fromAddress + 1);
+    let held = true;
+    return {
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.admitting--;
+        const left = (this.admittingFrom.get(clientAddress) ?? 1) - 1;
+        if (left === 0) this.admittingFrom.delete(clientAddress);
+        else this.admittingFrom.set(clientAddress, left);
+      },
+    };
   }
 
   open(res: ServerResponse, socket: Socket, address: string, userId: string, expiresAtMs: number, lastEventId: string | undefined): Promise<void> {
@@ -166,6 +196,9 @@ export class HeraldNode {
     );
     // Spread first pings over one period so a burst of connects does not ping in lockstep.
     connection.nextPingAtMs = connection.connectedAtMs + Math.random() * this.deps.config.heartbeatMs;
+    const { maxStreamMs } = this.deps.config;
+    // Over the cap's last tenth: streams opened together (a drained node's, say) do not all come back together.
+    if (maxStreamMs > 0) connection.closeAtMs = connection.connectedAtMs + maxStreamMs * (1 - Math.random() * 0.1);
     res.on('close', () => connection.close('client_closed'));
     return openStream(this, connection, res, socket, lastEventId);
   }
@@ -377,6 +410,8 @@ export class HeraldNode {
         return;
       } else if (connection.expiresAtMs <= now) {
         this.closeWith(connection, 'token_expired');
+      } else if (connection.closeAtMs <= now) {
+        this.closeWith(connection, 'max_age');
       } else if (connection.nextPingAtMs <= now) {
         connection.write(PING);
         connection.nextPingAtMs = Math.max(connection.nextPingAtMs + heartbeatMs, now + heartbeatMs / 2);

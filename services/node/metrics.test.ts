@@ -53,6 +53,7 @@ describe('NodeMetrics.render', () => {
     ['herald_drops_total', 'counter'],
     ['herald_published_total', 'counter'],
     ['herald_bus_messages_total', 'counter'],
+    ['herald_sockets_dropped_total', 'counter'],
     ['herald_publish_to_write_seconds', 'histogram'],
     ['process_resident_memory_bytes', 'gauge'],
     ['nodejs_heap_used_bytes', 'gauge'],
@@ -66,6 +67,7 @@ describe('NodeMetrics.render', () => {
     metrics.replayed = 3;
     metrics.published = 11;
     metrics.busMessages = 13;
+    metrics.socketsDropped = 4;
     metrics.drops.slow_consumer = 2;
     metrics.refused('token_invalid');
     metrics.refused('token_invalid');
@@ -104,6 +106,7 @@ describe('NodeMetrics.render', () => {
       'herald_drops_total{reason="slow_consumer"} 2',
       'herald_published_total 11',
       'herald_bus_messages_total 13',
+      'herald_sockets_dropped_total 4',
       'herald_publish_to_write_seconds_bucket{le="0.005"} 1',
       'herald_publish_to_write_seconds_count 1',
     ]) {

@@ -86,6 +86,8 @@ export class NodeMetrics {
   closes = new Map<string, number>();
   published = 0;
   busMessages = 0;
+  /** Sockets closed unanswered at the socket cap (HERALD_MAX_SOCKETS). */
+  socketsDropped = 0;
   readonly publishToWrite = new Histogram();
   /** Set in aws mode: the AWS request families are rendered from it. */
   aws: AwsUsageSource | undefined;
@@ -119,6 +121,7 @@ export class NodeMetrics {
     metric('herald_drops_total', 'counter', 'Events not written, by reason.', labelled('herald_drops_total', 'reason', Object.entries(this.drops)));
     metric('herald_published_total', 'counter', 'Notifications accepted by this node\'s publish route.', [`herald_published_total ${this.published}`]);
     metric('herald_bus_messages_total', 'counter', 'Bus messages handled by this node.', [`herald_bus_messages_total ${this.busMessages}`]);
+    metric('herald_sockets_dropped_total', 'counter', 'Sockets closed unanswered because the node held HERALD_MAX_SOCKETS.', [`herald_sockets_dropped_total ${this.socketsDropped}`]);
     metric('herald_publish_to_write_seconds', 'histogram', 'From publish accepted to the event written to its streams on this node.', this.publishToWrite.render('herald_publish_to_write_seconds'));
     if (this.aws) out.push(...renderAwsUsage(this.aws.snapshot()));
     metric('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.', [`process_resident_memory_bytes ${memory.rss}`]);

@@ -31,7 +31,7 @@ export const STREAM_HEADERS = {
 } as const;
 
 /**
- * Opens a stream in the order DESIGN.md requires:
+ * Opens a stream in the order docs/architecture.md ("The delivery-ordering rule") requires:
  *
  * 1. register in the hub, holding live events;
  * 2. claim ownership (the single-tab policy displaces older tabs here);

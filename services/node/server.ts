@@ -25,17 +25,42 @@ export interface StartOptions {
   readonly nodeTtlMs?: number;
 }
 
+const HEADERS_TIMEOUT_MS = 30_000;
+const CONNECTIONS_CHECK_MS = 1_000;
+/** A flood drops sockets by the thousand: one line per interval says so. */
+const DROP_REPORT_MS = 10_000;
+
 /** Builds the node and its HTTP server, and listens. */
 export async function startHerald(options: StartOptions): Promise<RunningHerald> {
   const { config, ports, log } = options;
   const node = new HeraldNode({ config, log, nodeId: options.nodeId, ...ports, ...(options.nodeTtlMs === undefined ? {} : { nodeTtlMs: options.nodeTtlMs }) });
   node.metrics.aws = ports.awsUsage;
   const app = createApp(node, { ...ports, limiter: ports.publishLimiter });
-  const server = createServer(getRequestListener(app.fetch));
-  // A stream may legitimately send nothing but heartbeats for hours; Node's own
-  // request timeout must not cut it (the heartbeat handles dead peers).
-  server.requestTimeout = 0;
-  server.headersTimeout = 30_000;
+  // Node's request deadline covers receiving the request only, headers and
+  // body: it ends once the request is complete, so a stream (a GET with no
+  // body) that sends nothing but heartbeats for hours is never cut by it,
+  // while a request trickling a body a byte at a time is answered 408 and
+  // closed. The check runs every second, not Node's default 30 s, so the
+  // deadline means what it says.
+  const server = createServer(
+    {
+      requestTimeout: config.requestTimeoutMs,
+      headersTimeout: Math.min(HEADERS_TIMEOUT_MS, config.requestTimeoutMs),
+      connectionsCheckingInterval: CONNECTIONS_CHECK_MS,
+    },
+    getRequestListener(app.fetch),
+  );
+  // Past the cap Node closes new sockets at once, before any parsing: the
+  // open-files limit is never reached, and the stream caps below it answer first.
+  server.maxConnections = config.maxSockets;
+  let lastDropReportMs = Number.NEGATIVE_INFINITY;
+  server.on('drop', () => {
+    node.metrics.socketsDropped++;
+    const now = Date.now();
+    if (now - lastDropReportMs < DROP_REPORT_MS) return;
+    lastDropReportMs = now;
+    log.warn('http.sockets_dropped', { maxSockets: config.maxSockets, droppedSoFar: node.metrics.socketsDropped });
+  });
   await node.start();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -21,6 +21,10 @@ export interface ReplayResult {
  * Contract (every adapter passes `test/contract/history.contract.ts`):
  * - `append` stores the event for each user of `event.to` (or the broadcast
  *   stream) until its ttl runs out or the stream's size cap evicts it.
+ * - First write wins: an append of an id already stored (and unexpired) is a
+ *   `duplicate` and changes nothing stored, whatever name, data, ttl or
+ *   recipients it carries. With the same content it may complete the writes
+ *   of an earlier append that failed part-way.
  * - `since(user, id, limit)` returns, at most `limit`, the stored events after
  *   the position: when `id` is a stored event, those appended after it, in
  *   append order (so an event whose id sorts lower — a retried id, another

@@ -3,11 +3,12 @@ import type { BusMessage } from '../ports/bus';
 import { ALL_NODES, encodeBusMessage, encodeBusMessageWithin, encodeBusProbe, isNodeId, parseBusMessage, parseBusWireMessage, type BusAttributes } from './bus-message';
 import { parseEnvelope, type HeraldEvent } from './envelope';
 import { HeraldError, type ErrorCode } from './errors';
-import { isEventId } from './event-id';
+import { eventIdFloor, isEventId } from './event-id';
 import { MAX_BATCH, MAX_DATA_BYTES_CEILING, MAX_RECIPIENTS, MAX_TTL_SECONDS } from './limits';
 
 const NOW = Date.UTC(2030, 0, 1);
-const ID = '01ARYZ6S41TSV4RRFFQ69G5FAV';
+/** A publisher's id from a second before NOW (an envelope's id may be at most 24 h old). */
+const ID = eventIdFloor(NOW - 1000).slice(0, 10) + 'TSV4RRFFQ69G5FAV';
 const ROUTED: BusAttributes = { node: 'node-a' };
 
 function event(overrides: Record<string, unknown> = {}): HeraldEvent {

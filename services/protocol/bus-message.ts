@@ -25,7 +25,7 @@
  *
  * An event's `data` is already serialized JSON, so it is spliced in raw: quoting
  * it as a string would escape every `"` and nearly double it against SNS's
- * 256 KiB message limit (DESIGN.md, "Publish envelope").
+ * 256 KiB message limit (docs/protocol.md, "Publishing: `POST /publish`").
  *
  * A body without `v` is a plain publish envelope: a service publishing straight
  * to the topic. It is read with `parseEnvelope`, so it gets an id when it has

@@ -6,6 +6,7 @@ import { frameEvent } from './sse-frame';
 import {
   DEFAULT_MAX_DATA_BYTES,
   MAX_BATCH,
+  MAX_ID_AGE_MS,
   MAX_ID_CLOCK_SKEW_MS,
   MAX_RECIPIENTS,
   MAX_TTL_SECONDS,
@@ -15,7 +16,8 @@ import {
 
 /** Every id minted in this file is minted at this instant, so its time part is known exactly. */
 const NOW = Date.UTC(2030, 0, 1);
-const VALID_ID = '01ARYZ6S41TSV4RRFFQ69G5FAV';
+/** A publisher's id from a second before NOW. */
+const VALID_ID = eventIdFloor(NOW - 1000).slice(0, 10) + 'TSV4RRFFQ69G5FAV';
 
 function envelope(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return { to: { users: ['u1'] }, event: 'message', data: { text: 'hi' }, ...overrides };
@@ -232,7 +234,9 @@ describe('parseEnvelope', () => {
       expect(event.data).not.toMatch(/[\r\n]/);
       expect(event.data).toBe('{"text":"line 1\\nline 2\\r\\nline 3\\rend\u2028"}');
       expect(JSON.parse(event.data)).toEqual({ text });
-      expect(frameEvent(event).split('\n').filter((line) => line.startsWith('data:'))).toEqual([`data: ${event.data}`]);
+      const dataLines = frameEvent(event).split('\n').filter((line) => line.startsWith('data:'));
+      expect(dataLines).toHaveLength(1);
+      expect(JSON.parse(dataLines[0]!.slice('data: '.length))).toEqual({ text });
     });
   });
 
@@ -304,6 +308,10 @@ describe('parseEnvelope', () => {
       ['the first C1 control, U+0080', 'a\u0080'],
       ['NEL, U+0085', 'line\u0085break'],
       ['the last C1 control, U+009F', '\u009fa'],
+      ['a lone high surrogate', 'a\ud83d'],
+      ['a lone low surrogate', '\udc4bb'],
+      ['a low surrogate before a high one', 'a\udc4b\ud83db'],
+      ['two high surrogates', '\ud83d\ud83d\udc4b'],
       ['a number', 42],
       ['null', null],
       ['an object', { id: 'u1' }],
@@ -311,8 +319,8 @@ describe('parseEnvelope', () => {
       expectRefused(envelope({ to: { users: ['ok-1', 'ok-2', user] } }), 'recipients_invalid', 'to.users[2]');
     });
 
-    it('accepts user ids with spaces, punctuation and non-ASCII characters, from U+00A0 just past the C1 controls', () => {
-      const users = ['Jane Doe', 'user@example.com', 'ユーザー', '655093', 'a\u00a0b', 'ÿ'];
+    it('accepts user ids with spaces, punctuation and non-ASCII characters, from U+00A0 just past the C1 controls, and surrogate pairs', () => {
+      const users = ['Jane Doe', 'user@example.com', 'ユーザー', '655093', 'a\u00a0b', 'ÿ', 'wave 👋', '\ud83d\udc4b'];
       expect(parse(envelope({ to: { users } })).to).toEqual({ users });
     });
 
@@ -390,9 +398,23 @@ describe('parseEnvelope', () => {
       expect(refusal(() => parseEnvelope(envelope({ id }), { nowMs: NOW })).code).toBe('event_id_invalid');
     });
 
-    it('accepts an id from long ago: only the future is refused', () => {
-      const old = eventIdFloor(NOW - 365 * 24 * 3600 * 1000);
-      expect(parse(envelope({ id: old })).id).toBe(old);
+    it(`accepts an id whose time is ${MAX_ID_AGE_MS} ms (24 h) behind the server clock`, () => {
+      const oldest = eventIdFloor(NOW - MAX_ID_AGE_MS);
+      expect(parse(envelope({ id: oldest })).id).toBe(oldest);
+    });
+
+    it(`refuses an id whose time is ${MAX_ID_AGE_MS + 1} ms behind the server clock with event_id_out_of_range, even its last id of that millisecond`, () => {
+      const tooOld = eventIdFloor(NOW - MAX_ID_AGE_MS - 1);
+      const error = expectRefused(envelope({ id: tooOld.slice(0, 10) + 'Z'.repeat(16) }), 'event_id_out_of_range', 'id');
+      expect(error.message).toMatch(/24 hours ago/);
+      expect(error.status).toBe(400);
+      expectRefused(envelope({ id: '01ARYZ6S41TSV4RRFFQ69G5FAV' }), 'event_id_out_of_range', 'id');
+    });
+
+    it('judges the age against options.nowMs, the server clock, not the time of the run', () => {
+      const id = eventIdFloor(NOW - MAX_ID_AGE_MS);
+      expect(parseEnvelope(envelope({ id }), { nowMs: NOW }).id).toBe(id);
+      expect(refusal(() => parseEnvelope(envelope({ id }), { nowMs: NOW + 1 })).code).toBe('event_id_out_of_range');
     });
 
     it.each([
@@ -471,7 +493,7 @@ describe('parsePublishBody', () => {
     expect(error.code).toBe('recipients_invalid');
     expect(error.toJSON()).toEqual({
       error: 'recipients_invalid',
-      message: 'user ids are strings of 1-128 characters without control characters',
+      message: 'user ids are strings of 1-128 characters without control characters or unpaired surrogates',
       field: 'to.users[1]',
       index: 3,
     });

@@ -6,14 +6,18 @@ export type ErrorCode =
   | 'token_missing'
   | 'token_invalid'
   | 'token_expired'
+  | 'token_ambiguous'
   | 'publisher_unauthorized'
   | 'identity_in_url'
+  | 'fetch_dest_refused'
+  | 'dev_loopback_only'
   | 'bad_request'
   | 'json_invalid'
   | 'envelope_invalid'
   | 'event_name_invalid'
   | 'event_name_reserved'
   | 'event_id_invalid'
+  | 'event_id_out_of_range'
   | 'recipients_invalid'
   | 'too_many_recipients'
   | 'ttl_invalid'
@@ -37,14 +41,18 @@ export const httpStatus: Readonly<Record<ErrorCode, number>> = {
   token_missing: 401,
   token_invalid: 401,
   token_expired: 401,
+  token_ambiguous: 401,
   publisher_unauthorized: 401,
   identity_in_url: 400,
+  fetch_dest_refused: 403,
+  dev_loopback_only: 403,
   bad_request: 400,
   json_invalid: 400,
   envelope_invalid: 400,
   event_name_invalid: 400,
   event_name_reserved: 400,
   event_id_invalid: 400,
+  event_id_out_of_range: 400,
   recipients_invalid: 400,
   too_many_recipients: 400,
   ttl_invalid: 400,
@@ -71,6 +79,12 @@ export interface HeraldErrorDetails {
   readonly field?: string;
   /** Index of the offending notification in a batch. */
   readonly index?: number;
+  /**
+   * With a fault part-way through a publish: the ids of its notifications, in
+   * order, given or minted. A retry with these ids is not stored twice; one
+   * without gets new ids and is.
+   */
+  readonly ids?: readonly string[];
   readonly cause?: unknown;
 }
 
@@ -88,16 +102,23 @@ export class HeraldError extends Error {
   }
 
   /** The JSON body a client sees. Never includes `cause`: internals stay in the logs. */
-  toJSON(): { error: ErrorCode; message: string; field?: string; index?: number; retryAfterMs?: number } {
-    const { field, index, retryAfterMs } = this.details;
+  toJSON(): { error: ErrorCode; message: string; field?: string; index?: number; retryAfterMs?: number; ids?: readonly string[] } {
+    const { field, index, retryAfterMs, ids } = this.details;
     return {
       error: this.code,
       message: this.message,
       ...(field === undefined ? {} : { field }),
       ...(index === undefined ? {} : { index }),
       ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+      ...(ids === undefined ? {} : { ids }),
     };
   }
+}
+
+/** `error` with `details.ids` set: a publish fault names the ids to retry with. Anything else is returned as it is. */
+export function withIds(error: unknown, ids: readonly string[]): unknown {
+  if (!(error instanceof HeraldError) || error.status < 500) return error;
+  return new HeraldError(error.code, error.message, { ...error.details, ids });
 }
 
 export function isHeraldError(value: unknown): value is HeraldError {

@@ -49,6 +49,16 @@ export function maxPublishBodyBytes(maxDataBytes: number): number {
  */
 export const MAX_ID_CLOCK_SKEW_MS = 10_000;
 
+/**
+ * How far behind this clock a publisher-supplied id may be: 24 hours. An id
+ * becomes the position of every tab it reaches; one far in the past moves
+ * them back, and a reconnect from it (once the event is gone from history)
+ * replays everything since then, or a gap. 24 hours is as far back as the
+ * DynamoDB and Redis histories vouch for a position, and covers a publisher's
+ * retries with the same ids (an async Lambda's retries stop after 6 hours).
+ */
+export const MAX_ID_AGE_MS = 24 * 3600 * 1000;
+
 export const MAX_RECIPIENTS = 1000;
 export const MAX_USER_ID_LENGTH = 128;
 export const MAX_BATCH = 100;

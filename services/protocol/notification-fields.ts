@@ -10,8 +10,8 @@
 import type { Recipients } from './envelope';
 import { HeraldError, type ErrorCode } from './errors';
 import { eventIdTimeMs, isEventId } from './event-id';
-import { EVENT_NAME_PATTERN, MAX_ID_CLOCK_SKEW_MS, MAX_RECIPIENTS, MAX_TTL_SECONDS, MAX_USER_ID_LENGTH, RESERVED_EVENT_NAMES } from './limits';
-import { utf8Length } from './utf8';
+import { EVENT_NAME_PATTERN, MAX_ID_AGE_MS, MAX_ID_CLOCK_SKEW_MS, MAX_RECIPIENTS, MAX_TTL_SECONDS, MAX_USER_ID_LENGTH, RESERVED_EVENT_NAMES } from './limits';
+import { isWellFormedUtf16, utf8Length } from './utf8';
 
 // Control characters (C0, DEL, C1) are exactly what this refuses: they corrupt logs and storage keys.
 // eslint-disable-next-line no-control-regex
@@ -45,21 +45,30 @@ export function atIndex<T>(index: number, parse: () => T): T {
   }
 }
 
+/** 1-128 UTF-16 units, no control characters, and well-formed: no unpaired surrogate. */
 export function isValidUserId(value: unknown): value is string {
-  return typeof value === 'string' && value.length <= MAX_USER_ID_LENGTH && USER_ID_PATTERN.test(value);
+  return typeof value === 'string' && value.length <= MAX_USER_ID_LENGTH && USER_ID_PATTERN.test(value) && isWellFormedUtf16(value);
 }
 
+const USER_ID_RULE = `user ids are strings of 1-${MAX_USER_ID_LENGTH} characters without control characters or unpaired surrogates`;
+
 /**
- * An event id: a ULID. Given `nowMs` (the publish path), also not ahead of that
- * clock by more than `MAX_ID_CLOCK_SKEW_MS`: an id from the future becomes a
- * tab's replay position and would hide everything published before it. The bus
- * path passes none: the publisher checked against its own clock, and nodes'
- * clocks differ.
+ * An event id: a ULID. Given `nowMs` (the publish path), its time is also
+ * within `MAX_ID_CLOCK_SKEW_MS` ahead of that clock and `MAX_ID_AGE_MS` behind
+ * it: an id becomes the replay position of every tab it reaches, and one from
+ * the future would hide everything published before it, one from long ago
+ * move them back. The bus path passes none: the publisher checked against its
+ * own clock, and nodes' clocks differ.
  */
 export function parseEventId(value: unknown, nowMs?: number): string {
   if (!isEventId(value)) throw invalid('event_id_invalid', 'id is a ULID (26 characters, Crockford base32)', 'id');
-  if (nowMs !== undefined && eventIdTimeMs(value) > nowMs + MAX_ID_CLOCK_SKEW_MS) {
+  if (nowMs === undefined) return value;
+  const timeMs = eventIdTimeMs(value);
+  if (timeMs > nowMs + MAX_ID_CLOCK_SKEW_MS) {
     throw invalid('event_id_invalid', "id is from the future: its time is ahead of this server's clock", 'id');
+  }
+  if (timeMs < nowMs - MAX_ID_AGE_MS) {
+    throw invalid('event_id_out_of_range', `id is from more than ${MAX_ID_AGE_MS / 3_600_000} hours ago: give a fresh one (or none)`, 'id');
   }
   return value;
 }
@@ -83,7 +92,7 @@ export function parseRecipients(value: unknown): Recipients {
   if (users.length === 0) throw invalid('recipients_invalid', '`to.users` is empty', 'to.users');
   users.forEach((user, i) => {
     if (!isValidUserId(user)) {
-      throw invalid('recipients_invalid', `user ids are strings of 1-${MAX_USER_ID_LENGTH} characters without control characters`, `to.users[${i}]`);
+      throw invalid('recipients_invalid', USER_ID_RULE, `to.users[${i}]`);
     }
   });
   // Repeating a user is harmless; delivering twice would not be.

@@ -39,10 +39,16 @@ describe('frameEvent', () => {
     expect(() => frameEvent(event)).toThrow(`SSE ${field} must not contain CR or LF`);
   });
 
-  it('accepts other separators, which SSE does not treat as line breaks', () => {
-    expect(frameEvent({ id: ID, event: 'message', data: '"a\u2028b\u0085c"' })).toBe(
-      `id: ${ID}\nevent: message\ndata: "a\u2028b\u0085c"\n\n`,
-    );
+  it('escapes NEL, LS and PS in data, so line-splitting parsers see one data line holding the same JSON value', () => {
+    const data = JSON.stringify({ text: 'a\u2028b\u2029c\u0085d' });
+
+    const frame = frameEvent({ id: ID, event: 'message', data });
+
+    expect(frame).toBe(`id: ${ID}\nevent: message\ndata: {"text":"a\\u2028b\\u2029c\\u0085d"}\n\n`);
+    expect(frame).not.toMatch(/[\u0085\u2028\u2029]/);
+    // Python's str.splitlines cuts at all three: the frame now splits only at its LFs.
+    const dataLine = frame.split('\n').find((line) => line.startsWith('data: '))!;
+    expect(JSON.parse(dataLine.slice('data: '.length))).toEqual(JSON.parse(data));
   });
 });
 
@@ -68,6 +74,12 @@ describe('control frames', () => {
     const frame = frameGap(ID, 'history_trimmed');
     expect(frame).toBe(`event: gap\ndata: {"lastEventId":"${ID}","reason":"history_trimmed"}\n\n`);
     expect(fieldsOf(frame)).toEqual(['event', 'data']);
+  });
+
+  it('gap escapes NEL, LS and PS in a client-supplied position', () => {
+    // A header value is read as Latin-1, so a 0x85 byte in Last-Event-ID arrives as U+0085.
+    const frame = frameGap('x\u0085y\u2028z\u2029', 'unknown_position');
+    expect(frame).toBe('event: gap\ndata: {"lastEventId":"x\\u0085y\\u2028z\\u2029","reason":"unknown_position"}\n\n');
   });
 
   it('gap keeps a hostile client-supplied position inside one data line', () => {

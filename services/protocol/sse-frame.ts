@@ -23,9 +23,11 @@ export type GapReason = 'unknown_position' | 'history_trimmed' | 'replay_limit';
  * Why a stream ends. `reclaim`: this tab lost its place to a newer tab that
  * then never opened (it left, or its node was draining): reconnect to take it
  * back. `resync`: the node may have missed events for it (its bus queue had to
- * be made again): reconnect, and the replay brings them.
+ * be made again): reconnect, and the replay brings them. `max_age`: the
+ * stream reached the node's cap on a stream's life (HERALD_MAX_STREAM_S):
+ * reconnect, with the same token.
  */
-export type CloseReason = 'draining' | 'token_expired' | 'replaced' | 'reclaim' | 'resync' | 'slow_consumer' | 'client_closed' | 'server_error';
+export type CloseReason = 'draining' | 'token_expired' | 'replaced' | 'reclaim' | 'resync' | 'max_age' | 'slow_consumer' | 'client_closed' | 'server_error';
 
 const LINE_BREAK = /[\r\n]/;
 
@@ -33,12 +35,28 @@ function assertOneLine(field: string, value: string): void {
   if (LINE_BREAK.test(value)) throw new Error(`SSE ${field} must not contain CR or LF`);
 }
 
-/** A notification. `id` sets the browser's `lastEventId`, which drives replay on reconnect. */
+/**
+ * NEL, LS and PS are not line ends to SSE (only CR and LF are) and JSON keeps
+ * them raw, but line-splitting readers (Python's `str.splitlines`, some log
+ * shippers and proxies) cut a `data:` line there; the C0 characters they also
+ * split on JSON escapes already. In JSON text these three can only stand
+ * inside strings, where the `\uXXXX` escape is the same value.
+ */
+const UNICODE_LINE_BREAKS = /[\u0085\u2028\u2029]/g;
+
+function escapeUnicodeLineBreaks(json: string): string {
+  return json.replace(UNICODE_LINE_BREAKS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * A notification. `id` sets the browser's `lastEventId`, which drives replay on
+ * reconnect. `data` is JSON text, from the envelope or from history and the bus.
+ */
 export function frameEvent(event: Pick<HeraldEvent, 'id' | 'event' | 'data'>): string {
   assertOneLine('id', event.id);
   assertOneLine('event', event.event);
   assertOneLine('data', event.data);
-  return `id: ${event.id}\nevent: ${event.event}\ndata: ${event.data}\n\n`;
+  return `id: ${event.id}\nevent: ${event.event}\ndata: ${escapeUnicodeLineBreaks(event.data)}\n\n`;
 }
 
 /** How long the browser waits before reconnecting; jittered by the caller so a fleet spreads out. */
@@ -51,7 +69,7 @@ export function frameRetry(ms: number): string {
 // lastEventId: replay resumes from the last notification actually received.
 // The one exception is `ready` on a stream that starts without a position.
 function frameControl(event: string, data: unknown): string {
-  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+  return `event: ${event}\ndata: ${escapeUnicodeLineBreaks(JSON.stringify(data))}\n\n`;
 }
 
 /**
@@ -81,7 +99,7 @@ export function frameGap(lastEventId: string, reason: GapReason): string {
  * `Last-Event-ID` if it reconnects, and the node answers that with 204.
  */
 export function frameReplaced(connectionId: string): string {
-  return `id: ${REPLACED_ID_PREFIX}${connectionId}\nevent: replaced\ndata: ${JSON.stringify({ connectionId })}\n\n`;
+  return `id: ${REPLACED_ID_PREFIX}${connectionId}\nevent: replaced\ndata: ${escapeUnicodeLineBreaks(JSON.stringify({ connectionId }))}\n\n`;
 }
 
 export function frameClosing(reason: CloseReason, retryMs?: number): string {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { utf8Length } from './utf8';
+import { isWellFormedUtf16, utf8Length } from './utf8';
 
 /** mulberry32: a small seeded PRNG, so the generated table is the same on every run. */
 function seeded(seed: number): () => number {
@@ -69,5 +69,39 @@ describe('utf8Length', () => {
       if (utf8Length(text) !== expected) mismatches.push(`${JSON.stringify(text)}: ${utf8Length(text)} ≠ ${expected}`);
     }
     expect(mismatches).toEqual([]);
+  });
+});
+
+describe('isWellFormedUtf16', () => {
+  it.each([
+    ['empty', ''],
+    ['ASCII', 'alice'],
+    ['the last unit below the surrogates, U+D7FF', '\ud7ff'],
+    ['the first unit above them, U+E000', '\ue000'],
+    ['a pair', '\ud83d\udc4b'],
+    ['the highest code point', '\udbff\udfff'],
+    ['pairs back to back', '👋🏽👋'],
+  ])('accepts %s', (_label, text) => {
+    expect(isWellFormedUtf16(text)).toBe(true);
+  });
+
+  it.each([
+    ['a lone high surrogate at the end', 'a\ud83d'],
+    ['a lone high surrogate before a letter', '\ud83da'],
+    ['a lone low surrogate', 'a\udc4b'],
+    ['a low surrogate then a high one', '\udc4b\ud83d'],
+    ['two high surrogates then a low one', '\ud83d\ud83d\udc4b'],
+    ['a pair then a lone low surrogate', '\ud83d\udc4b\udc4b'],
+  ])('refuses %s', (_label, text) => {
+    expect(isWellFormedUtf16(text)).toBe(false);
+  });
+
+  it('agrees with the UTF-8 round trip on the seeded random strings', () => {
+    const random = seeded(11);
+    for (let n = 0; n < 500; n++) {
+      const text = randomString(random, 1 + Math.floor(random() * 8));
+      const roundTrip = new TextDecoder().decode(new TextEncoder().encode(text));
+      expect(isWellFormedUtf16(text), JSON.stringify(text)).toBe(roundTrip === text);
+    }
   });
 });

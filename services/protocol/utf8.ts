@@ -15,3 +15,22 @@ export function utf8Length(text: string): number {
   }
   return bytes;
 }
+
+/**
+ * Whether every surrogate in `text` is half of a pair, i.e. it has a UTF-8
+ * encoding (`String.prototype.isWellFormed`, which Node 20's typings lack). A
+ * lone surrogate passes a character-class check, then turns into U+FFFD, or an
+ * error, at the first encoder it meets: a storage key, a log line, a JSON
+ * parser in another language.
+ */
+export function isWellFormedUtf16(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0xd800 || code > 0xdfff) continue;
+    if (code > 0xdbff) return false; // a low surrogate with no high one before it
+    const next = text.charCodeAt(i + 1); // NaN past the end
+    if (!(next >= 0xdc00 && next <= 0xdfff)) return false;
+    i++;
+  }
+  return true;
+}

@@ -2,6 +2,8 @@
  * The publisher library: any Node service with IAM rights on the topic and the
  * table publishes as the Lambda and `POST /publish` do — the same schema, the
  * same `publish()` with its delivery ordering, the same per-publisher budget.
+ * On the stack its role must also be one the bus topic lets publish
+ * (`busPublisherRoleArns`).
  */
 import { DynamoHistory } from '../adapters/aws/dynamo-history';
 import { DynamoOwners } from '../adapters/aws/dynamo-owners';

@@ -282,6 +282,28 @@ describe('createHttpPublisher retries with the same ids', () => {
     expect(resets.bodies).toHaveLength(2);
     expect(await storedIds(node, 'alice')).toEqual([]);
   });
+
+  it('names the ids it sent, given and minted, in the error it gives up with, so the caller can retry with them', async () => {
+    const node = await startTestNode();
+    const gateway = await startHop(node.url, ['502', 'reset-after-forward', '502']);
+    const given = newEventId();
+
+    const error = await refusal(
+      publisherFor(gateway.url).publishBatch([
+        { to: { users: ['alice'] }, event: 'e', data: 1 },
+        { id: given, to: { users: ['alice'] }, event: 'e', data: 2 },
+      ]),
+    );
+
+    expect(error.code).toBe('unavailable');
+    const sent = (JSON.parse(gateway.bodies[0]!) as { notifications: Array<{ id: string }> }).notifications.map((n) => n.id);
+    expect(sent[1]).toBe(given);
+    expect(error.details.ids).toEqual(sent);
+    // The second attempt reached the node: a retry with these ids finds them stored.
+    const retried = await publisherFor(node.url).publishBatch(sent.map((id, n) => ({ id, to: { users: ['alice'] }, event: 'e', data: n + 1 })));
+    expect(retried.map((r) => r.duplicate)).toEqual([true, true]);
+    expect(await storedIds(node, 'alice')).toEqual([...sent].sort());
+  });
 });
 
 describe('createHttpPublisher: the Publisher interface', () => {

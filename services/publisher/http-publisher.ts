@@ -15,7 +15,7 @@
  */
 import { Backoff, parseRetryAfter } from '../client/backoff';
 import { parseEnvelope, parsePublishBody, type HeraldEvent } from '../protocol/envelope';
-import { HeraldError, httpStatus, type ErrorCode, type HeraldErrorDetails } from '../protocol/errors';
+import { HeraldError, httpStatus, withIds, type ErrorCode, type HeraldErrorDetails } from '../protocol/errors';
 import { DEFAULT_MAX_DATA_BYTES, MAX_DATA_BYTES_CEILING } from '../protocol/limits';
 import { isPlainObject } from '../protocol/notification-fields';
 import { silentLogger, type Logger } from '../shared/log';
@@ -112,7 +112,8 @@ export function createHttpPublisher(options: HttpPublisherOptions): Publisher {
     for (let n = 1; ; n++) {
       const outcome = await attempt(body);
       if (outcome.ok) return readResults(endpoint, outcome.body, events, batch, n > 1);
-      if (!outcome.transient || n >= retry.attempts) throw outcome.error;
+      // Its fate unknown, a caller that gave no ids could not retry without storing it twice: name them.
+      if (!outcome.transient || n >= retry.attempts) throw withIds(outcome.error, events.map((e) => e.id));
       // The node's Retry-After, when it gives one, is a floor; capped, so one call never waits long on a hint.
       const pauseMs = Math.max(backoff.next(), Math.min(outcome.error.details.retryAfterMs ?? 0, retry.maxDelayMs));
       const { index } = outcome.error.details;

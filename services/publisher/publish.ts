@@ -60,8 +60,8 @@ export interface PublishOptions {
  * history writes of the whole batch (`appendBatch`), one owners lookup for
  * every recipient, and the deliveries packed per target node (`sendBatch`).
  *
- * The order of the stages is the delivery rule of DESIGN.md ("Delivery without
- * loss across reconnects"), for the batch as a whole: every history write of
+ * The order of the stages is the delivery rule of docs/architecture.md ("The
+ * delivery-ordering rule"), for the batch as a whole: every history write of
  * the batch completes before owners are looked up, and a node claims
  * ownership before it reads the replay. Whichever of the two a reconnecting
  * tab sees second, it gets the event: either the lookup finds the new stream,

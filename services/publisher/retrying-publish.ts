@@ -1,5 +1,5 @@
 import type { HeraldEvent } from '../protocol/envelope';
-import { isHeraldError } from '../protocol/errors';
+import { isHeraldError, withIds } from '../protocol/errors';
 import type { Logger } from '../shared/log';
 import { PublishProgress, publish, type PublishDeps, type PublishResult } from './publish';
 
@@ -41,7 +41,8 @@ export async function publishWithRetry(
     try {
       return await publish(events, deps, publisherId, { batch: options.batch, progress });
     } catch (error) {
-      if (!isHeraldError(error) || error.code !== 'unavailable' || attempt >= retry.attempts) throw error;
+      // Past the retries its fate is unknown: name the ids, minted ones included, for the caller's own retry.
+      if (!isHeraldError(error) || error.code !== 'unavailable' || attempt >= retry.attempts) throw withIds(error, events.map((e) => e.id));
       const { index } = error.details;
       options.log.warn('publish.retrying', { publisherId, attempt, notifications: events.length, ...(index === undefined ? {} : { index }), error });
       await pause(attempt, retry);

@@ -1,7 +1,7 @@
 /**
  * JSON-lines logging. One logger is created at start and passed down; modules
  * never print on their own. Fields are the caller's responsibility: log ids and
- * sizes, never tokens, cookies or event data (STYLE.md, "Logs").
+ * sizes, never tokens, cookies or event data (docs/operations.md, "Logs").
  */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFields = Readonly<Record<string, unknown>>;

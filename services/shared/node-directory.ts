@@ -3,6 +3,21 @@ import type { Clock } from '../ports/clock';
 /** Heartbeat expiry (ms) per node id. */
 export type NodeTable = ReadonlyMap<string, number>;
 
+/** A record that names a node: who holds it, and since when (the node's clock). */
+export interface NodeRecord {
+  readonly nodeId: string;
+  readonly connectedAtMs: number;
+}
+
+/** Dead nodes remembered at most; past it the oldest is forgotten, which costs one table read if its records turn up again. */
+const MAX_GONE = 10_000;
+/**
+ * How far a node's clock (a record's `connectedAtMs`) may be ahead of this
+ * one's. A crashed node's item is removed at least 75 s after its last
+ * heartbeat, so its records are older than that when it is found gone.
+ */
+const CLOCK_SKEW_MS = 10_000;
+
 /**
  * The node heartbeats, read in one request by `read` (the DynamoDB node
  * partition, the Redis heartbeat hash) and cached for `cacheMs` of the
@@ -10,11 +25,25 @@ export type NodeTable = ReadonlyMap<string, number>;
  * shard on every claim and locate. Fetches are numbered so a caller can ask
  * for a table read after a point it marked: a record naming a node the cached
  * table does not know may be from a node that started since.
+ *
+ * A node can also be missing because its entry was removed: the janitor
+ * deletes a crashed node's item minutes after it died, and Redis forgets a node
+ * a day after. Its users' records outlive it until their tokens expire, and
+ * each would cost a fresh table read on every claim and locate that meets it.
+ * So a node found missing from a table read after a record naming it was read
+ * is remembered as gone (a node heartbeats before it claims: its entry existed,
+ * and was removed), and so are its records from before then. A record made
+ * after it was found gone is not taken on trust: a node id can come back (a
+ * task cut off for minutes, a process restarted under a fixed id), and a claim
+ * it makes must be seen, or the claim's user would be taken for offline.
+ * It is forgotten as soon as a table lists it again.
  */
 export class NodeDirectory {
   /** Fetches issued so far; a fetch numbered above a mark was issued after it. */
   private issued = 0;
   private latest: { readonly number: number; readonly atMs: number; readonly table: Promise<NodeTable> } | undefined;
+  /** Nodes whose entry was removed, oldest first, with when they were found missing (this clock). */
+  private readonly gone = new Map<string, number>();
 
   constructor(
     private readonly read: () => Promise<NodeTable>,
@@ -39,18 +68,52 @@ export class NodeDirectory {
     return this.fetch();
   }
 
+  /**
+   * The heartbeat expiry of each node of `records`, which were read before
+   * `mark` was taken: from the cache, or from a table fetched after `mark`
+   * when the cache lists one of their nodes neither as such nor as gone since
+   * before the record. A node without an entry gets 0: its records are not live.
+   */
+  async expiriesOf(records: readonly NodeRecord[], mark: number): Promise<NodeTable> {
+    let table = await this.cached();
+    const known = (r: NodeRecord): boolean => table.has(r.nodeId) || r.connectedAtMs < (this.gone.get(r.nodeId) ?? -Infinity) - CLOCK_SKEW_MS;
+    if (!records.every(known)) {
+      table = await this.fetchedAfter(mark);
+      for (const { nodeId } of records) if (!table.has(nodeId)) this.remember(nodeId);
+    }
+    return new Map(records.map((r) => [r.nodeId, table.get(r.nodeId) ?? 0]));
+  }
+
   invalidate(): void {
     this.latest = undefined;
+  }
+
+  /** Drops the cache and what it knows of dead nodes. */
+  clear(): void {
+    this.latest = undefined;
+    this.gone.clear();
+  }
+
+  private remember(nodeId: string): void {
+    if (this.gone.has(nodeId)) return;
+    if (this.gone.size >= MAX_GONE) this.gone.delete(this.gone.keys().next().value as string);
+    this.gone.set(nodeId, this.clock());
   }
 
   private fetch(): Promise<NodeTable> {
     const number = ++this.issued;
     const table = this.read();
     this.latest = { number, atMs: this.clock(), table };
-    // A failed read is not cached: the next caller tries again.
-    void table.catch(() => {
-      if (this.latest?.number === number) this.latest = undefined;
-    });
+    // A node that heartbeats again after its entry was removed (a long network cut) is listed again.
+    void table.then(
+      (read) => {
+        for (const id of read.keys()) this.gone.delete(id);
+      },
+      // A failed read is not cached: the next caller tries again.
+      () => {
+        if (this.latest?.number === number) this.latest = undefined;
+      },
+    );
     return table;
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The no-loss rule of DESIGN.md ("Delivery without loss across reconnects")
+ * The no-loss rule (docs/architecture.md, "The delivery-ordering rule")
  * across two nodes of the aws shape: a publisher on node A writes history
  * before it looks up owners, and node B claims a reconnecting stream before it
  * reads the replay. Both nodes run in this process (startHerald + composeAws,

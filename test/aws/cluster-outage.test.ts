@@ -116,7 +116,7 @@ describe('an outage of SNS, SQS and DynamoDB under a running cluster', () => {
     expect(state.unblockedAt - blockedAt).toBeGreaterThanOrEqual(OUTAGE_MS);
   });
 
-  // DESIGN.md: the old tab, on any node, receives `replaced`; a bus outage is retried with backoff.
+  // docs/architecture.md, "Single-tab takeover across nodes": the old tab, on any node, receives `replaced`; a bus outage is retried with backoff.
   it('tells the old tab it was replaced once SNS is back, when the takeover came during an SNS outage', async () => {
     const snsLink = await startTcpProxy(emulators.snsEndpoint);
     links.push(snsLink);

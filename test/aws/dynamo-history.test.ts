@@ -9,6 +9,7 @@ import { DynamoDBClient, GetItemCommand, PutItemCommand, QueryCommand, type Batc
 import { DynamoHistory, HISTORY_HORIZON_MS } from '../../services/adapters/aws/dynamo-history';
 import { eventIdFloor, newEventId } from '../../services/protocol/event-id';
 import { HeraldError } from '../../services/protocol/errors';
+import { contentFingerprint } from '../../services/shared/event-fingerprint';
 import { EventBuilder, dataOfBytes, manualClock, type ManualClock } from '../contract/fixtures';
 import type { HeraldEvent } from '../../services/protocol/envelope';
 import { startEmulators, unique, type Emulators } from './emulators';
@@ -68,7 +69,7 @@ describe('DynamoHistory items', () => {
     const ttl = { N: String(Math.ceil((expiresAtMs + HISTORY_HORIZON_MS) / 1000)) };
 
     const eventItem = await rawItem(tableName, `event#${event.id}`, 'event');
-    expect(eventItem).toEqual({ pk: { S: `event#${event.id}` }, sk: { S: 'event' }, a: { S: expect.any(String) as string }, x: { N: String(expiresAtMs) }, ttl });
+    expect(eventItem).toEqual({ pk: { S: `event#${event.id}` }, sk: { S: 'event' }, a: { S: expect.any(String) as string }, x: { N: String(expiresAtMs) }, ttl, h: { S: contentFingerprint(event) } });
     for (const user of ['alice', 'bob']) {
       expect(await streamItems(tableName, `hist#u#${user}`)).toEqual([
         {
@@ -143,23 +144,46 @@ describe('DynamoHistory items', () => {
     expect(await history.since('alice', position, ALL)).toEqual({ events: [ahead], gap: null });
   });
 
+  // An event item as a first attempt leaves it when it dies before its stream items: `h` absent, as before fingerprints were kept.
+  async function halfDone(tableName: string, clock: ManualClock, event: HeraldEvent, h?: string): Promise<string> {
+    const appendKey = newEventId(clock.now());
+    const item = { pk: { S: `event#${event.id}` }, sk: { S: 'event' }, a: { S: appendKey }, x: { N: String(clock.now() + 3_600_000) }, ttl: { N: '1' } };
+    await emulators.dynamo.send(new PutItemCommand({ TableName: tableName, Item: h === undefined ? item : { ...item, h: { S: h } } }));
+    return appendKey;
+  }
+
   it('heals an append that stored its event item but died before its stream items', async () => {
     const { tableName, clock, history, events, origin } = await setUp();
     const event = events.to(['alice']);
-    const appendKey = newEventId(clock.now());
-    await emulators.dynamo.send(
-      new PutItemCommand({
-        TableName: tableName,
-        Item: { pk: { S: `event#${event.id}` }, sk: { S: 'event' }, a: { S: appendKey }, x: { N: String(clock.now() + 3_600_000) }, ttl: { N: '1' } },
-      }),
-    );
+    const appendKey = await halfDone(tableName, clock, event, contentFingerprint(event));
     expect(await history.since('alice', origin, ALL)).toEqual({ events: [], gap: null });
 
-    // The publisher's retry: the same id.
+    // The publisher's retry: the same id, the same content.
     expect(await history.append(event)).toEqual({ stored: true, duplicate: true });
 
     expect(await history.since('alice', origin, ALL)).toEqual({ events: [event], gap: null });
     expect((await streamItems(tableName, 'hist#u#alice')).map((i) => i.sk?.S)).toEqual([appendKey]);
+  });
+
+  it('heals the same way an event item written before fingerprints were kept', async () => {
+    const { tableName, clock, history, events, origin } = await setUp();
+    const event = events.to(['alice']);
+    await halfDone(tableName, clock, event);
+
+    expect(await history.append(event)).toEqual({ stored: true, duplicate: true });
+
+    expect(await history.since('alice', origin, ALL)).toEqual({ events: [event], gap: null });
+  });
+
+  it('does not heal with other content: the id belongs to its first write, whose stream items never came', async () => {
+    const { tableName, clock, history, events, origin } = await setUp();
+    const first = events.to(['alice'], { data: { text: 'first' } });
+    await halfDone(tableName, clock, first, contentFingerprint(first));
+
+    expect(await history.append({ ...events.to(['alice'], { data: { text: 'other' } }), id: first.id })).toEqual({ stored: true, duplicate: true });
+
+    expect(await history.since('alice', origin, ALL)).toEqual({ events: [], gap: null });
+    expect(await streamItems(tableName, 'hist#u#alice')).toEqual([]);
   });
 
   it('refuses a malformed stream item with a message naming it, not as a transient fault', async () => {

@@ -154,6 +154,26 @@ describe('the janitor', () => {
     expect(again).toMatchObject({ ...nothingRemoved, skipped: [{ target: nodeQueueName(d.queuePrefix, 'live-1'), reason: 'alive' }] });
   });
 
+  it('leaves the users of a node it removed costing a publisher no read of the node table per publish', async () => {
+    const d = await deployment();
+    await d.crashedNode('crashed-1');
+    const now = ahead();
+    // The crashed node's tab outlives it until its token expires, an hour on.
+    await d.owners.claim({ userId: 'alice', connectionId: 'c-1', nodeId: 'crashed-1', connectedAtMs: now - MINUTE_MS, expiresAtMs: now + 60 * MINUTE_MS }, { mode: 'single' });
+    expect(await sweep(d.deps)).toMatchObject({ removedQueues: [{ nodeId: 'crashed-1', nodeItemRemoved: true }], failed: [] });
+    const metered = createAwsClients(emulators.env(), { credentials: emulators.credentials });
+    onTestFinished(() => metered.dynamo.destroy());
+    // A publisher's clock that stays within one node cache period: any further read is one the cache did not save.
+    const publisher = new DynamoOwners({ client: metered.dynamo, tableName: d.tableName, clock: () => now });
+
+    for (let i = 0; i < 10; i++) expect(await publisher.locate(['alice'])).toEqual(new Map());
+
+    const usage = metered.meter.snapshot();
+    expect(usage['DynamoDB.BatchGetItem']?.requests).toBe(10);
+    // One read finds the node missing from a table read after alice's record: gone, not just started.
+    expect(usage['DynamoDB.Query']?.requests).toBe(1);
+  });
+
   it('leaves a young queue whose node has no heartbeat yet, and removes it once past the grace', async () => {
     const d = await deployment();
     const queue = await openNodeQueue({ sns: emulators.sns, sqs: emulators.sqs, topicArn: d.topicArn, queuePrefix: d.queuePrefix, nodeId: 'starting' });

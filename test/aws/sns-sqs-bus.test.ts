@@ -127,7 +127,7 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 
 describe('SnsSqsBus on fauxqs', () => {
   describe('the node queue', () => {
-    it('is <prefix>_<nodeId>, with short retention, long polling, SSE-SQS, and a policy that lets only the topic send', async () => {
+    it('is <prefix>_<nodeId>, with short retention, long polling, SSE-SQS, and a policy that lets only the topic send and refuses anyone without TLS', async () => {
       const { bus, topicArn, queuePrefix } = await network();
       await bus().start('node-a', () => Promise.resolve());
 
@@ -156,6 +156,14 @@ describe('SnsSqsBus on fauxqs', () => {
             Action: 'sqs:SendMessage',
             Resource: attributes.QueueArn,
             Condition: { ArnEquals: { 'aws:SourceArn': topicArn } },
+          },
+          {
+            Sid: 'HeraldTlsOnly',
+            Effect: 'Deny',
+            Principal: '*',
+            Action: 'sqs:*',
+            Resource: attributes.QueueArn,
+            Condition: { Bool: { 'aws:SecureTransport': 'false' } },
           },
         ],
       });
@@ -409,7 +417,7 @@ describe('SnsSqsBus on fauxqs', () => {
       await eventually(() => queueIsEmpty(node.nodeQueue!.queueUrl), DEADLINE_MS, 'the redelivered message deleted');
     });
 
-    it('deletes and logs a malformed message, without its body, and keeps receiving', async () => {
+    it('deletes and logs a malformed message, without its body or the refusal text that quotes it, and keeps receiving', async () => {
       const { bus, events, topicArn } = await network();
       const { log, lines, count } = captureLog();
       const inbox = new Inbox('node-a');
@@ -418,14 +426,23 @@ describe('SnsSqsBus on fauxqs', () => {
 
       await publishRaw(topicArn, 'not json: secret-body-123', { node: 'node-a' });
       await publishRaw(topicArn, JSON.stringify({ v: 1, kind: 'deliver', secret: 'secret-body-123' }), { node: 'all' });
+      // The refusal's own message quotes these: `unknown version "…"`, `unknown field "…"`.
+      await publishRaw(topicArn, JSON.stringify({ v: 'secret-body-123', kind: 'drain' }), { node: 'all' });
+      await publishRaw(topicArn, JSON.stringify({ v: 1, kind: 'drain', 'secret-body-123': true }), { node: 'all' });
       const sentinel = deliver(events.to(['alice']));
       await node.send(sentinel, { node: 'node-a' });
 
       await inbox.waitFor(sentinel, 'the sentinel');
-      await eventually(() => count('bus.message_malformed') === 2, DEADLINE_MS, 'two malformed-message logs');
+      await eventually(() => count('bus.message_malformed') === 4, DEADLINE_MS, 'four malformed-message logs');
       expect(inbox.messages.map(messageKey)).toEqual([messageKey(sentinel)]);
       expect(JSON.stringify(lines)).not.toContain('secret-body-123');
       expect(lines.find((l) => l.event === 'bus.message_malformed')).toMatchObject({ level: 'warn', messageId: expect.any(String) as string });
+      expect(lines.filter((l) => l.event === 'bus.message_malformed').map((l) => l.code).sort()).toEqual([
+        'envelope_invalid',
+        'envelope_invalid',
+        'envelope_invalid',
+        'json_invalid',
+      ]);
       await eventually(() => queueIsEmpty(node.nodeQueue!.queueUrl), DEADLINE_MS, 'the malformed messages deleted');
     });
 

@@ -1,6 +1,7 @@
 /**
  * What every `History` adapter must do (services/ports/history.ts). Run by
- * memory-adapters.test.ts and by the AWS suite against dynalite, unchanged.
+ * memory-adapters.test.ts, by the AWS suite against dynalite and by the Redis
+ * suite against redis-server (single and cluster), unchanged.
  *
  * A "position" is the `Last-Event-ID` a reconnecting client presents; the
  * replay is every stored event after it, its own and the broadcasts.
@@ -227,6 +228,38 @@ export function describeHistoryContract(name: string, factory: HistoryFactory, o
         expect(await history.append(broadcast)).toEqual({ stored: true, duplicate: true });
         expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: [event, broadcast], gap: null });
         expect(await history.since('bob', origin, NO_LIMIT)).toEqual({ events: [event, broadcast], gap: null });
+      });
+
+      it('keeps the first write of an id: a later append of it with other content is a duplicate and changes nothing', async () => {
+        const { history, events, origin } = await open();
+        const first = events.to(['alice'], { data: { text: 'first' } });
+        const broadcast = events.toAll({ data: { text: 'to all' } });
+        await appendAll(history, [first, broadcast]);
+        // The same ids with another name, data, ttl and recipients, some listed first, some new.
+        const reusedUsers = { ...events.to(['bob', 'alice', 'carol'], { event: 'other', data: { text: 'second' }, ttlSeconds: 60 }), id: first.id };
+        const reusedBroadcast = { ...events.to(['alice', 'dave'], { data: { text: 'not to all' } }), id: broadcast.id };
+
+        expect(await history.append(reusedUsers)).toEqual({ stored: true, duplicate: true });
+        expect(await history.appendBatch([reusedBroadcast, { ...events.toAll(), id: first.id }])).toEqual([
+          { stored: true, duplicate: true },
+          { stored: true, duplicate: true },
+        ]);
+
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: [first, broadcast], gap: null });
+        for (const user of ['bob', 'carol', 'dave']) expect(await history.since(user, origin, NO_LIMIT)).toEqual({ events: [broadcast], gap: null });
+      });
+
+      it('keeps the first write of an id when appends with different content race', async () => {
+        const { history, events, origin } = await open();
+        const base = events.to(['alice', 'bob']);
+        const rivals = ['one', 'two', 'three', 'four'].map((text, i) => ({ ...events.to(i % 2 === 0 ? ['alice', 'bob'] : ['bob', 'alice'], { data: { text } }), id: base.id }));
+
+        const results = await Promise.all(rivals.map((rival) => history.append(rival)));
+
+        expect(results.filter((r) => !r.duplicate)).toHaveLength(1);
+        const winner = rivals[results.findIndex((r) => !r.duplicate)]!;
+        expect(await history.since('alice', origin, NO_LIMIT)).toEqual({ events: [winner], gap: null });
+        expect(await history.since('bob', origin, NO_LIMIT)).toEqual({ events: [winner], gap: null });
       });
 
       it('reports concurrent appends of one id as one store and duplicates', async () => {

@@ -19,8 +19,11 @@ const entries = {
 /** Report findings instead of throwing, skip bundling (the CLI test bundles). */
 const TEST_CONTEXT = { region: REGION, 'aws:cdk:bundling-stacks': [], '@aws-cdk/core:failSynthOnValidationErrors': false };
 
+/** No domain: only a test stack may serve plain HTTP, and says so. */
+const FIRST_TRY = { allowPlainHttp: true };
+
 const VARIANTS: Record<string, Record<string, unknown>> = {
-  'a first try (defaults: private tasks, generated HS256 secret, plain HTTP)': {},
+  'a first try (defaults: private tasks, generated HS256 secret, plain HTTP allowed)': FIRST_TRY,
   'the cheapest setup with a JWKS, a certificate and an alarm topic': {
     publicTasks: true,
     jwksUrl: 'https://id.example.com/.well-known/jwks.json',
@@ -54,7 +57,7 @@ function findings(app: App): Violation[] {
   return report.pluginReports.filter((r) => r.pluginName === 'AwsSolutions').flatMap((r) => r.violations);
 }
 
-function build(settings: Record<string, unknown> = {}) {
+function build(settings: Record<string, unknown> = FIRST_TRY) {
   return buildHeraldApp({ env: {}, outdir: tempDir('app'), context: { ...TEST_CONTEXT, ...settings }, overrides: entries });
 }
 
@@ -122,8 +125,8 @@ describe('HeraldStack', () => {
     }
   });
 
-  it('uses the queue prefix only where queues are named: the IAM ARNs, the node and janitor settings, the backlog query', () => {
-    const t = Template.fromStack(build({ queuePrefix: 'push-q' }).stack).toJSON() as { Resources: Record<string, { Properties?: unknown }> };
+  it('uses the queue prefix only where queues are named: the IAM and endpoint policy ARNs, the node and janitor settings, the backlog query', () => {
+    const t = Template.fromStack(build({ ...FIRST_TRY, queuePrefix: 'push-q' }).stack).toJSON() as { Resources: Record<string, { Properties?: unknown }> };
     // Properties only: the Metadata records cdk-nag acknowledgements, whose ids quote the IAM resources.
     const uses = JSON.stringify(Object.values(t.Resources).map((r) => r.Properties)).match(/.{0,24}push-q.{0,3}/g) ?? [];
     const kinds = uses.map((use) => {
@@ -132,8 +135,8 @@ describe('HeraldStack', () => {
       if (/"Value":"push-q"/.test(use) || /"HERALD_QUEUE_PREFIX":"push-q"/.test(use)) return 'setting';
       return use;
     });
-    // Task role and janitor role; node and janitor environments; the backlog alarm and its dashboard graph.
-    expect(kinds.sort()).toEqual(['backlog-query', 'backlog-query', 'iam-arn', 'iam-arn', 'setting', 'setting']);
+    // Task role, janitor role and the SQS endpoint; node and janitor environments; the backlog alarm and its dashboard graph.
+    expect(kinds.sort()).toEqual(['backlog-query', 'backlog-query', 'iam-arn', 'iam-arn', 'iam-arn', 'setting', 'setting']);
   });
 
   it('keeps the table and the logs when the stack is deleted', () => {
@@ -158,13 +161,18 @@ describe('HeraldStack', () => {
   it('outputs what chat and job code and the browser need', () => {
     const outputs = template().toJSON() as { Outputs: Record<string, unknown> };
     expect(Object.keys(outputs.Outputs).sort()).toEqual(
-      ['DashboardUrl', 'JwtSecretArn', 'PublisherFunctionArn', 'PublisherFunctionName', 'QueuePrefix', 'TableName', 'TopicArn', 'TopicKeyArn', 'Url'].sort(),
+      ['DashboardUrl', 'IngestTopicArn', 'JwtSecretArn', 'PublisherFunctionArn', 'PublisherFunctionName', 'QueuePrefix', 'TableName', 'TopicArn', 'TopicKeyArn', 'Url'].sort(),
     );
+  });
+
+  it('refuses to build a stack that would serve plain HTTP unless allowPlainHttp says so', () => {
+    expect(() => build({})).toThrow(/domainName \(HERALD_DOMAIN_NAME\): is required: without it the load balancer serves plain HTTP.*allowPlainHttp=true/);
+    expect(() => build({ allowPlainHttp: false })).toThrow(/allowPlainHttp=true \(HERALD_ALLOW_PLAIN_HTTP=true\) for a test stack/);
   });
 
   it('reads its settings from the environment when run by the CLI', () => {
     const { stack } = buildHeraldApp({
-      env: { CDK_DEFAULT_REGION: 'eu-west-1', CDK_DEFAULT_ACCOUNT: '123456789012', HERALD_STACK_NAME: 'PushStaging', HERALD_MIN_TASKS: '1' },
+      env: { CDK_DEFAULT_REGION: 'eu-west-1', CDK_DEFAULT_ACCOUNT: '123456789012', HERALD_STACK_NAME: 'PushStaging', HERALD_MIN_TASKS: '1', HERALD_ALLOW_PLAIN_HTTP: 'true' },
       outdir: tempDir('app'),
       context: { 'aws:cdk:bundling-stacks': [], 'availability-zones:account=123456789012:region=eu-west-1': ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'] },
       overrides: entries,

@@ -1,4 +1,5 @@
 import { Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import { describe, expect, it } from 'vitest';
 import { HeraldNetwork, VPC_CIDR } from '../../lib/constructs/herald-network';
 import { LogBucket } from '../../lib/constructs/log-bucket';
@@ -61,6 +62,35 @@ describe('HeraldNetwork', () => {
     expect(endpointServices(template, 'Gateway')).toEqual(['dynamodb', 's3']);
     expect(network.taskSubnets).toEqual({ subnetType: 'Public' });
     expect(network.assignPublicIp).toBe(true);
+  });
+
+  it('lets a role through only the endpoints of its actions, on their resources, and leaves out services it has no endpoint for', () => {
+    const stack = bareStack();
+    const logs = new LogBucket(stack, 'Logs');
+    const network = new HeraldNetwork(stack, 'Network', { flowLogBucket: logs.bucket });
+    const role = new iam.Role(stack, 'Node', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
+    network.allowThroughEndpoints(role, [
+      { actions: ['sqs:ReceiveMessage', 'kms:Decrypt'], resources: ['arn:aws:sqs:us-east-1:123456789012:q_*'] },
+      { actions: ['ecr:BatchGetImage'], resources: ['arn:aws:ecr:us-east-1:123456789012:repository/r'] },
+    ]);
+    const policies = Object.fromEntries(
+      Object.values(Template.fromStack(stack).findResources('AWS::EC2::VPCEndpoint')).map((e) => {
+        const p = (e as { Properties: { ServiceName: unknown; PolicyDocument?: { Statement: unknown[] } } }).Properties;
+        return [flat(p.ServiceName).replace(/^com\.amazonaws\.(<AWS::Region>|[a-z0-9-]+)\./, ''), p.PolicyDocument?.Statement];
+      }),
+    );
+    const through = (action: string, resource: string) => [
+      { Effect: 'Allow', Principal: { AWS: '*' }, Action: action, Resource: resource, Condition: { ArnEquals: { 'aws:PrincipalArn': stack.resolve(role.roleArn) as unknown } } },
+    ];
+    expect(policies.sqs).toEqual(through('sqs:ReceiveMessage', 'arn:aws:sqs:us-east-1:123456789012:q_*'));
+    expect(policies['ecr.api']).toEqual(through('ecr:BatchGetImage', 'arn:aws:ecr:us-east-1:123456789012:repository/r'));
+    expect(policies['ecr.dkr']).toEqual(policies['ecr.api']);
+    // Nothing allowed through yet: these keep the default policy until the stack allows its roles.
+    expect(policies.sns).toBeUndefined();
+    expect(JSON.stringify(policies)).not.toContain('kms:');
+    expect(policies.s3).toEqual([
+      { Effect: 'Allow', Principal: { AWS: '*' }, Action: 's3:GetObject', Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':s3:::prod-us-east-1-starport-layer-bucket/*']] } },
+    ]);
   });
 
   it('writes rejected-traffic flow logs to the log bucket', () => {

@@ -17,11 +17,24 @@ function refusal(context: Record<string, unknown>, env: Env = {}): SettingError 
 }
 
 describe('readHeraldSettings', () => {
-  it('needs nothing for a first try: stack Herald, region from the CLI, generated secret, plain HTTP', () => {
-    const { stackName, region, props } = read();
+  it('needs only the plain-HTTP opt-in for a first try: stack Herald, region from the CLI, generated secret, plain HTTP', () => {
+    const { stackName, region, props } = read({ allowPlainHttp: true });
     expect(stackName).toBe('Herald');
     expect(region).toBe('eu-west-1');
-    expect(props).toEqual({ taskCpu: 512, taskMemoryMiB: 1024 });
+    expect(props).toEqual({ allowPlainHttp: true, taskCpu: 512, taskMemoryMiB: 1024 });
+  });
+
+  it('refuses a stack without a domain, which would serve plain HTTP, unless allowPlainHttp says so', () => {
+    for (const [context, env] of [[{}, {}], [{ allowPlainHttp: false }, {}], [{ allowPlainHttp: 'false' }, { HERALD_ALLOW_PLAIN_HTTP: 'true' }]] as const) {
+      const error = refusal(context, env);
+      expect(error.key).toBe('domainName');
+      expect(error.message).toMatch(/plain HTTP/);
+      expect(error.message).toContain('allowPlainHttp=true (HERALD_ALLOW_PLAIN_HTTP=true)');
+    }
+    expect(read({}, { HERALD_ALLOW_PLAIN_HTTP: 'true' }).props.allowPlainHttp).toBe(true);
+    expect(refusal({ allowPlainHttp: 'yes' }).key).toBe('allowPlainHttp');
+    // A domain needs no opt-in.
+    expect(read({ domainName: 'push.example.com', certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/abc' }).props).not.toHaveProperty('allowPlainHttp');
   });
 
   it('reads every setting from context, with context winning over the environment', () => {
@@ -114,16 +127,26 @@ describe('readHeraldSettings', () => {
     expect(error.message).toMatch(message);
   });
 
+  it('reads the roles of publisher-library services, comma-separated, and refuses anything but role ARNs', () => {
+    const arns = 'arn:aws:iam::123456789012:role/billing, arn:aws:iam::123456789012:role/path/jobs';
+    expect(read({ allowPlainHttp: true, busPublisherRoleArns: arns }).props.busPublisherRoleArns).toEqual([
+      'arn:aws:iam::123456789012:role/billing',
+      'arn:aws:iam::123456789012:role/path/jobs',
+    ]);
+    const error = refusal({ allowPlainHttp: true }, { HERALD_BUS_PUBLISHER_ROLE_ARNS: 'arn:aws:iam::123456789012:user/alice' });
+    expect(error.message).toBe('busPublisherRoleArns (HERALD_BUS_PUBLISHER_ROLE_ARNS): must be comma-separated IAM role ARNs, got "arn:aws:iam::123456789012:user/alice"');
+  });
+
   it('needs a region: the access-log bucket policy names the region\'s log delivery', () => {
     expect(() => readHeraldSettings(() => undefined, {})).toThrow(/region \(HERALD_REGION\): is required/);
   });
 
   it('accepts values at their limits', () => {
-    expect(read({ drainMs: 110000, heartbeatMs: 300000, minTasks: 200, maxTasks: 200, queuePrefix: 'q'.repeat(39) }).props).toMatchObject({
+    expect(read({ drainMs: 110000, heartbeatMs: 300000, minTasks: 200, maxTasks: 200, queuePrefix: 'q'.repeat(39), allowPlainHttp: true }).props).toMatchObject({
       drainWindow: Duration.millis(110000),
       heartbeat: Duration.millis(300000),
       maxTasks: 200,
     });
-    expect(read({ drainMs: 0 }).props.drainWindow?.toMilliseconds()).toBe(0);
+    expect(read({ drainMs: 0, allowPlainHttp: true }).props.drainWindow?.toMilliseconds()).toBe(0);
   });
 });

@@ -92,7 +92,7 @@ const app = once(() => {
   const { stack } = buildHeraldApp({
     env: {},
     outdir: tempDir('app'),
-    context: { region: REGION, 'aws:cdk:bundling-stacks': [], '@aws-cdk/core:failSynthOnValidationErrors': false },
+    context: { region: REGION, allowPlainHttp: true, 'aws:cdk:bundling-stacks': [], '@aws-cdk/core:failSynthOnValidationErrors': false },
     overrides: { publisherEntry: entryOrFixture('services/publisher/lambda.ts'), janitorEntry: entryOrFixture('services/janitor/lambda.ts') },
   });
   return { stack, template: Template.fromStack(stack) };
@@ -120,6 +120,14 @@ interface RoleCase {
 const TOPIC_KEY: Record<string, string> = {
   'kms:GenerateDataKey': 'SNS asks it of whoever publishes to a topic encrypted with a customer managed key',
   'kms:Decrypt': 'SNS asks it of whoever publishes to a topic encrypted with a customer managed key',
+};
+const INGEST_QUEUE = "Lambda's event source mapping reads and deletes the ingest queue's messages with the publisher's role";
+const INGEST_POLLING: Record<string, string> = {
+  'sqs:ReceiveMessage': INGEST_QUEUE,
+  'sqs:DeleteMessage': INGEST_QUEUE,
+  'sqs:ChangeMessageVisibility': INGEST_QUEUE,
+  'sqs:GetQueueAttributes': INGEST_QUEUE,
+  'sqs:GetQueueUrl': INGEST_QUEUE,
 };
 const LAMBDA_LOGS: Record<string, string> = {
   'logs:CreateLogStream': "Lambda writes the function's output to its own log group with the function's role",
@@ -151,7 +159,7 @@ const ROLES: [string, RoleCase][] = [
     {
       role: () => app().stack.publisher.role,
       entry: 'services/publisher/lambda.ts',
-      alsoGranted: { ...TOPIC_KEY, ...LAMBDA_LOGS },
+      alsoGranted: { ...TOPIC_KEY, ...LAMBDA_LOGS, ...INGEST_POLLING },
     },
   ],
   ['the janitor Lambda', { role: () => app().stack.janitor.role, entry: 'services/janitor/lambda.ts', alsoGranted: LAMBDA_LOGS }],

@@ -7,12 +7,22 @@ import { bareStack, grantsOf, REGION } from './infra-kit';
 function setup(queuePrefix = 'herald-test') {
   const stack = bareStack();
   const bus = new NodeBus(stack, 'Bus', { queuePrefix });
+  // A bus nobody may publish on does not synthesize.
+  const publisher = new iam.Role(stack, 'Publisher', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
+  bus.grantPublish(publisher);
   const role = new iam.Role(stack, 'Grantee', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
   const topic = stack.resolve(bus.topic.topicArn) as unknown;
   const key = stack.resolve(bus.key.keyArn) as unknown;
   const queues = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:sqs:${REGION}:`, { Ref: 'AWS::AccountId' }, `:${queuePrefix}_*`]] };
   const subscriptions = '*';
-  return { stack, bus, role, topic, key, queues, subscriptions };
+  return { stack, bus, role, publisher, topic, key, queues, subscriptions };
+}
+
+function topicStatements(stack: ReturnType<typeof setup>['stack']): Record<string, unknown>[] {
+  const [policy] = Object.values(Template.fromStack(stack).findResources('AWS::SNS::TopicPolicy')) as {
+    Properties: { PolicyDocument: { Statement: Record<string, unknown>[] } };
+  }[];
+  return policy?.Properties.PolicyDocument.Statement ?? [];
 }
 
 describe('NodeBus', () => {
@@ -45,6 +55,30 @@ describe('NodeBus', () => {
         Condition: { Bool: { 'aws:SecureTransport': 'false' } },
       }),
     );
+  });
+
+  it('refuses publishing to the topic by any principal but the roles granted it, whatever IAM allows them: a forged drain stops a node', () => {
+    // GIVEN
+    const { stack, bus, role, publisher, topic } = setup();
+    // WHEN
+    bus.grantNodeRuntime(role);
+    bus.allowPublishers(['arn:aws:iam::123456789012:role/billing']);
+    // THEN
+    expect(topicStatements(stack)).toContainEqual({
+      Sid: 'HeraldRolesOnly',
+      Effect: 'Deny',
+      Action: 'sns:Publish',
+      Principal: { AWS: '*' },
+      Resource: topic,
+      Condition: { ArnNotEquals: { 'aws:PrincipalArn': [stack.resolve(publisher.roleArn), stack.resolve(role.roleArn), 'arn:aws:iam::123456789012:role/billing'] } },
+    });
+  });
+
+  it('lets only a role publish, and refuses to synthesize a bus nobody may publish on', () => {
+    const stack = bareStack();
+    const bus = new NodeBus(stack, 'Bus', { queuePrefix: 'herald-test' });
+    expect(() => bus.grantPublish(new iam.User(stack, 'Someone'))).toThrow(/only a role/);
+    expect(() => Template.fromStack(stack)).toThrow(/no role may publish on the bus/);
   });
 
   it('lets a node manage only queues named with the prefix, subscribe to the topic, unsubscribe (on *: no resource-level permission) and publish', () => {

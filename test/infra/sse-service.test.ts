@@ -7,7 +7,7 @@ import { HeraldNetwork } from '../../lib/constructs/herald-network';
 import { HeraldTable } from '../../lib/constructs/herald-table';
 import { LogBucket } from '../../lib/constructs/log-bucket';
 import { NodeBus } from '../../lib/constructs/node-bus';
-import { SseService, type SseServiceProps } from '../../lib/constructs/sse-service';
+import { HIDDEN_PATH_PATTERNS, SseService, type SseServiceProps } from '../../lib/constructs/sse-service';
 import { nodeImageFromRepository } from '../../lib/herald-stack';
 import { PROBE_TIMEOUT_MS } from '../../services/adapters/aws/sns-sqs-bus';
 import { loadConfig, MAX_DRAIN_MS } from '../../services/node/config';
@@ -31,6 +31,8 @@ function setup(extra: Extra | ((stack: Stack) => Extra) = {}, withZone = false) 
     table,
     image: nodeImageFromRepository(),
     accessLogBucket: logs.bucket,
+    // A test stack: without a domain it serves plain HTTP, which it must say it allows.
+    allowPlainHttp: true,
     ...(hostedZone === undefined ? {} : { hostedZone }),
     ...(typeof extra === 'function' ? extra(stack) : extra),
   });
@@ -322,6 +324,56 @@ describe('SseService: HTTPS', () => {
   it('refuses a domain with neither a certificate nor a zone', () => {
     expect(() => setup({ domainName: 'push.example.com' })).toThrow(/certificate or a hostedZone/);
   });
+
+  it('refuses to serve plain HTTP, where tokens and cookies cross the internet in clear, unless allowPlainHttp says so', () => {
+    expect(() => setup({ allowPlainHttp: false })).toThrow(/no domainName, so its load balancer would serve plain HTTP.*allowPlainHttp: true \(context allowPlainHttp=true\)/);
+  });
+});
+
+describe('SseService: /metrics is not served through the load balancer', () => {
+  interface Rule {
+    ListenerArn: unknown;
+    Priority: number;
+    Conditions: { Field: string; PathPatternConfig?: { Values: string[] } }[];
+    Actions: { Type: string; FixedResponseConfig?: { StatusCode: string; ContentType: string; MessageBody: string } }[];
+  }
+  const rules = (template: Template): Rule[] => Object.values(template.findResources('AWS::ElasticLoadBalancingV2::ListenerRule')).map((r) => (r as { Properties: Rule }).Properties);
+  const hiddenRule = (listenerArn: unknown): Rule => ({
+    ListenerArn: listenerArn,
+    Priority: 1,
+    Conditions: [{ Field: 'path-pattern', PathPatternConfig: { Values: [...HIDDEN_PATH_PATTERNS] } }],
+    Actions: [{ Type: 'fixed-response', FixedResponseConfig: { StatusCode: '404', ContentType: 'application/json', MessageBody: '{"error":"not_found","message":"no such path"}' } }],
+  });
+
+  it('answers /metrics 404 on the plain-HTTP listener before forwarding anything, keeping it on the task port', () => {
+    const { stack, service, template } = defaults();
+    const [http] = service.loadBalancer.listeners;
+    expect(rules(template)).toEqual([hiddenRule(resolved(stack, http?.listenerArn))]);
+    // The forward is the default action, evaluated after every rule; the health check and the target port are untouched.
+    expect(listeners(template)).toEqual([expect.objectContaining({ DefaultActions: [expect.objectContaining({ Type: 'forward' })] })]);
+    expect(container(template).PortMappings).toEqual([expect.objectContaining({ ContainerPort: 8080 })]);
+  });
+
+  it('answers /metrics 404 on the HTTPS listener, and only redirects on port 80', () => {
+    const { stack, service, template } = setup((s) => ({
+      domainName: 'push.example.com',
+      certificate: acm.Certificate.fromCertificateArn(s, 'Cert', 'arn:aws:acm:us-east-1:123456789012:certificate/abc'),
+    }));
+    const https = service.loadBalancer.listeners.find((l) => (l.node.defaultChild as { port?: number }).port === 443);
+    expect(rules(template)).toEqual([hiddenRule(resolved(stack, https?.listenerArn))]);
+  });
+
+  /** The ALB's path-pattern matching: case-sensitive, `*` any run of characters, `?` exactly one. */
+  const albMatches = (pattern: string, path: string): boolean =>
+    new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`).test(path);
+  const hidden = (path: string): boolean => HIDDEN_PATH_PATTERNS.some((p) => albMatches(p, path));
+
+  it.each(['/metrics', '/%6Detrics', '/%6detrics', '/./metrics', '/x/../metrics', '/%2e/metrics', '/events/../metrics'])(
+    'hides %s, which the node would answer as /metrics',
+    (path) => expect(hidden(path)).toBe(true),
+  );
+
+  it.each(['/events', '/herald-client.js', '/openapi.json', '/healthz', '/publish', '/'])('forwards %s', (path) => expect(hidden(path)).toBe(false));
 });
 
 describe('SseService: scaling', () => {

@@ -1,6 +1,6 @@
 /**
  * A bad setting stops the built node (dist/herald-node.mjs) at start, with exit
- * code 1 and one JSON line on stderr that names the variable (DESIGN.md,
+ * code 1 and one JSON line on stderr that names the variable (README,
  * "Configuration").
  */
 import { createServer, type AddressInfo } from 'node:net';

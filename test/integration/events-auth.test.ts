@@ -46,6 +46,19 @@ describe('GET /events authentication', () => {
     expectChallenge(stream, CHALLENGE.rejected);
   });
 
+  it('accepts a token that expired within HERALD_JWT_CLOCK_TOLERANCE_S (5 s by default), and not with 0', async () => {
+    const token = await signToken('alice', { expiresInSeconds: -2 });
+    const tolerant = await startTestNode();
+    const accepted = await openStream(tolerant.url, { token, label: 'within the default tolerance' });
+    expect(accepted.status).toBe(200);
+    accepted.close();
+
+    const strict = await startTestNode({ env: { HERALD_JWT_CLOCK_TOLERANCE_S: '0' } });
+    const refused = await openStream(strict.url, { token, label: 'no tolerance' });
+    expect(refused.status).toBe(401);
+    expect(refusal(refused).error).toBe('token_expired');
+  });
+
   it('refuses a token signed with another secret with 401 token_invalid', async () => {
     const node = await startTestNode();
     const stream = await openStream(node.url, { token: await signToken('alice', { secret: 'another-secret-that-is-also-32-bytes-long' }) });
@@ -68,6 +81,22 @@ describe('GET /events authentication', () => {
     expect(stream.status).toBe(401);
     expect(refusal(stream).error).toBe('token_invalid');
     expectChallenge(stream, CHALLENGE.rejected);
+  });
+
+  it('refuses a token whose sub holds an unpaired surrogate with 401 token_invalid', async () => {
+    const node = await startTestNode();
+    // JSON carries it as the escape \ud83d, so the signature is valid and only the user id is wrong.
+    const stream = await openStream(node.url, { token: await signToken('alice\ud83d') });
+    expect(stream.status).toBe(401);
+    expect(refusal(stream).error).toBe('token_invalid');
+    expectChallenge(stream, CHALLENGE.rejected);
+  });
+
+  it('accepts a sub with a surrogate pair', async () => {
+    const node = await startTestNode();
+    const stream = await openStream(node.url, { token: await signToken('alice 👋') });
+    expect(stream.status).toBe(200);
+    await expectStreamOf(node, stream, 'alice 👋', 'bob');
   });
 
   it('refuses a token that is not a JWT at all with 401 token_invalid', async () => {

@@ -164,6 +164,13 @@ describe('GET /events with JWKS verification', () => {
     expect(refusalCode(stream)).toBe('token_expired');
   });
 
+  it('accepts a token from a key in the set that expired within the clock tolerance (5 s by default)', async () => {
+    const node = await startJwksNode();
+    const stream = await openStream(node.url, { token: await idpToken(ec, { expiresInSeconds: -2 }) });
+    expect(stream.status).toBe(200);
+    stream.close();
+  });
+
   it('fetches the key set once and verifies later tokens from its cache', async () => {
     const node = await startJwksNode();
     const before = keyServer.requests;

@@ -1,5 +1,5 @@
 /**
- * The no-loss rule of DESIGN.md ("Delivery without loss across reconnects"),
+ * The no-loss rule (docs/architecture.md, "The delivery-ordering rule"),
  * each interleaving forced with gates inside the ports rather than hoped for
  * with sleeps: the publisher appends to history before it locates owners, and
  * a node claims ownership before it reads the replay, so every event reaches a

@@ -1,5 +1,5 @@
 /**
- * The `retry:` a stream opens with is drawn per connection (DESIGN.md "Subscribe"),
+ * The `retry:` a stream opens with is drawn per connection (docs/protocol.md, "`retry:` and its jitter"),
  * so a fleet of clients cut off together does not reconnect together.
  * events-stream.test.ts checks each value lies within ±50 % of HERALD_RETRY_MS;
  * a constant would pass that too, so this checks the values differ and spread.

@@ -16,6 +16,8 @@ import { MAX_BATCH, MAX_RECIPIENTS } from '../../services/protocol/limits';
 import { openStream } from '../support/sse-client';
 import { startTestNode, type TestNode } from '../support/start-node';
 import { TEST_PUBLISH_TOKEN, signToken } from '../support/tokens';
+import { PortRig } from '../support/gated-ports';
+import { unavailable } from '../../services/protocol/faults';
 
 const SOURCE = new URL('../../docs/openapi.yaml', import.meta.url);
 
@@ -123,6 +125,7 @@ describe('real answers match the description', () => {
       ['event_name_invalid', await post(node, note(['alice'], { event: 'has space' }))],
       ['event_name_reserved', await post(node, note(['alice'], { event: 'ping' }))],
       ['event_id_invalid', await post(node, note(['alice'], { id: 'not-a-ulid' }))],
+      ['event_id_out_of_range', await post(node, note(['alice'], { id: '01ARYZ6S41TSV4RRFFQ69G5FAV' }))],
       ['recipients_invalid', await post(node, note([]))],
       ['too_many_recipients', await post(node, note(Array.from({ length: MAX_RECIPIENTS + 1 }, (_, i) => `u${i}`)))],
       ['ttl_invalid', await post(node, note(['alice'], { ttl: -1 }))],
@@ -135,6 +138,18 @@ describe('real answers match the description', () => {
       if (!expected.startsWith('accepted') && expected !== 'broadcast') expect(errorCode(answer), expected).toBe(expected);
       expectDescribed('/publish', 'POST', answer);
     }
+  });
+
+  it('POST /publish: unavailable, with Retry-After and the ids to retry with', async () => {
+    const rig = new PortRig();
+    const node = await startTestNode({ ports: rig.wrap });
+    rig.once('before', 'history.append', () => {
+      throw unavailable('history unreachable');
+    });
+    const answer = await post(node, { notifications: [note(), note()] });
+    expect(errorCode(answer)).toBe('unavailable');
+    expect((JSON.parse(answer.text) as { ids: string[] }).ids).toHaveLength(2);
+    expectDescribed('/publish', 'POST', answer);
   });
 
   it('POST /publish: rate_limited, with Retry-After', async () => {
@@ -173,6 +188,8 @@ describe('real answers match the description', () => {
       ['token_missing', await call(open, '/events')],
       ['token_invalid', await call(open, '/events', { headers: { Authorization: 'Bearer not.a.token' } })],
       ['token_expired', await call(open, '/events', { headers: { Authorization: `Bearer ${await signToken('alice', { expiresInSeconds: -60 })}` } })],
+      ['token_ambiguous', await call(open, '/events', { headers: { Cookie: `herald_token=${token}; herald_token=${token}` } })],
+      ['fetch_dest_refused', await call(open, '/events', { headers: { ...bearer, 'Sec-Fetch-Dest': 'document' } })],
     ];
     for (const [expected, answer] of refusals) {
       if (expected !== 'status check') expect(errorCode(answer), expected).toBe(expected);

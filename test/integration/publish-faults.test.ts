@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { newEventId } from '../../services/protocol/event-id';
+import { eventIdFloor, eventIdTimeMs, isEventId, newEventId } from '../../services/protocol/event-id';
 import { unavailable } from '../../services/protocol/faults';
 import { startTestNode } from '../support/start-node';
 import { PortRig } from '../support/gated-ports';
@@ -117,6 +117,75 @@ describe('POST /publish: backing-service faults', () => {
     // The retry's live copies reach a stream whose replay carried them: not written twice.
     await sentinel(node, ['alice'], [again]);
     expect(idsOf(again)).toEqual(ids);
+  });
+
+  it('names the id it minted in the 503 of a notification sent without one, and a retry with that id is not stored twice', async () => {
+    const rig = new PortRig();
+    const node = await startTestNode({ ports: rig.wrap });
+    // Online, so the publish gets as far as the bus.
+    await connect(node, 'alice');
+    const before = await node.publish({ to: { users: ['alice'] }, event: 'before', data: 0 });
+    rig.once('before', 'bus.send', () => {
+      throw unavailable('topic unreachable');
+    });
+    const notification = { to: { users: ['alice'] }, event: 'message', data: { text: 'once' } };
+
+    const answer = await node.publish(notification);
+
+    expect(answer.status).toBe(503);
+    expect(answer.body).toMatchObject({ error: 'unavailable' });
+    const ids = answer.body.ids as string[];
+    expect(ids).toHaveLength(1);
+    expect(isEventId(ids[0])).toBe(true);
+    // Stored before the bus failed: the retry with the minted id finds it.
+    const retry = await node.publish({ ...notification, id: ids[0] });
+    expect(retry.status).toBe(202);
+    expect(retry.body).toMatchObject({ id: ids[0], duplicate: true });
+    const again = await connect(node, 'alice', { lastEventId: String(before.body.id), label: 'alice again' });
+    await sentinel(node, ['alice'], [again]);
+    expect(idsOf(again)).toEqual([ids[0]]);
+  });
+
+  it('names every id of a batch in its 503, given and minted, in order, and a retry with them stores none twice', async () => {
+    const rig = new PortRig();
+    const node = await startTestNode({ ports: rig.wrap });
+    const given = newEventId();
+    const notifications = [0, 1, 2].map((n) => ({ ...(n === 1 ? { id: given } : {}), to: { users: ['alice'] }, event: 'message', data: { n } }));
+    // After the history write: all three are stored.
+    rig.once('before', 'owners.locate', () => {
+      throw unavailable('owners unreachable');
+    });
+
+    const answer = await node.publish({ notifications });
+
+    expect(answer.status).toBe(503);
+    expect(answer.body).toMatchObject({ error: 'unavailable', index: 0 });
+    const ids = answer.body.ids as string[];
+    expect(ids).toHaveLength(3);
+    expect(ids[1]).toBe(given);
+    expect(ids.every((id) => isEventId(id))).toBe(true);
+    expect(new Set(ids).size).toBe(3);
+
+    const retry = await node.publish({ notifications: notifications.map((n, i) => ({ ...n, id: ids[i] })) });
+    expect(retry.status).toBe(202);
+    expect((retry.body.results as Array<{ id: string; duplicate: boolean }>).map((r) => [r.id, r.duplicate])).toEqual(ids.map((id) => [id, true]));
+    // From before all three (the given id was minted first): each replayed once, in id order.
+    const alice = await connect(node, 'alice', { lastEventId: eventIdFloor(eventIdTimeMs(given) - 1) });
+    await sentinel(node, ['alice'], [alice]);
+    expect(idsOf(alice)).toEqual([...ids].sort());
+  });
+
+  it('names no ids in a refusal that published nothing', async () => {
+    const node = await startTestNode({ env: { HERALD_PUBLISH_RATE: '1', HERALD_PUBLISH_BURST: '100' } });
+    await node.publish({ notifications: Array.from({ length: 100 }, () => ({ to: { users: ['alice'] }, event: 'message', data: 1 })) });
+
+    const limited = await node.publish({ to: { users: ['alice'] }, event: 'message', data: 2 });
+    const invalid = await node.publish({ to: { users: ['alice'] }, event: 'ping', data: 3 });
+
+    expect([limited.status, limited.body.error]).toEqual([429, 'rate_limited']);
+    expect([invalid.status, invalid.body.error]).toEqual([400, 'event_name_reserved']);
+    expect(limited.body).not.toHaveProperty('ids');
+    expect(invalid.body).not.toHaveProperty('ids');
   });
 
   it('keeps a plain Error in a batch a bare 500 internal, without an index', async () => {

@@ -4,7 +4,7 @@ import { Gate, PortRig } from '../support/gated-ports';
 import { connect, idsOf, sentinel } from '../support/publish-kit';
 
 /**
- * DESIGN.md "Delivery without loss across reconnects": the publisher appends to
+ * docs/architecture.md, "The delivery-ordering rule": the publisher appends to
  * history before it looks up owners; a node claims before it reads the replay.
  * Each test holds one step at a gate to force one interleaving.
  */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { gzipSync } from 'node:zlib';
-import { DEFAULT_MAX_DATA_BYTES, MAX_BATCH, maxPublishBodyBytes } from '../../services/protocol/limits';
+import { DEFAULT_MAX_DATA_BYTES, MAX_BATCH, MAX_ID_AGE_MS, maxPublishBodyBytes } from '../../services/protocol/limits';
+import { eventIdFloor } from '../../services/protocol/event-id';
 import { startTestNode, type TestNode } from '../support/start-node';
 import { rawRequest, type RawResponse } from '../support/raw-http';
 import { TEST_PUBLISH_TOKEN } from '../support/tokens';
@@ -108,6 +109,8 @@ describe('POST /publish: the envelope', () => {
     ['a lower-case ULID', { ...toAlice, id: '01arz3ndektsv4rrffq69g5fav', data: 1 }, 'event_id_invalid', 'id'],
     ['a ULID past the year 10889', { ...toAlice, id: '81ARZ3NDEKTSV4RRFFQ69G5FAV', data: 1 }, 'event_id_invalid', 'id'],
     ['a numeric id', { ...toAlice, id: 42, data: 1 }, 'event_id_invalid', 'id'],
+    ['an id from more than 24 hours ago', { ...toAlice, id: eventIdFloor(Date.now() - MAX_ID_AGE_MS - 60_000), data: 1 }, 'event_id_out_of_range', 'id'],
+    ['an id from the ULID spec (2016)', { ...toAlice, id: '01ARYZ6S41TSV4RRFFQ69G5FAV', data: 1 }, 'event_id_out_of_range', 'id'],
     ['a negative ttl', { ...toAlice, ttl: -1, data: 1 }, 'ttl_invalid', 'ttl'],
     ['a ttl one second over 7 days', { ...toAlice, ttl: 7 * 24 * 3600 + 1, data: 1 }, 'ttl_invalid', 'ttl'],
     ['a fractional ttl', { ...toAlice, ttl: 1.5, data: 1 }, 'ttl_invalid', 'ttl'],
@@ -119,6 +122,8 @@ describe('POST /publish: the envelope', () => {
     ['a user id of 129 characters', { ...toAlice, to: { users: ['alice', 'u'.repeat(129)] }, data: 1 }, 'recipients_invalid', 'to.users[1]'],
     ['a user id with a control character', { ...toAlice, to: { users: ['al\u0000ice'] }, data: 1 }, 'recipients_invalid', 'to.users[0]'],
     ['a user id with a C1 control character', { ...toAlice, to: { users: ['alice', 'b\u0085ob'] }, data: 1 }, 'recipients_invalid', 'to.users[1]'],
+    ['a user id with an unpaired high surrogate', { ...toAlice, to: { users: ['alice', 'b\ud83dob'] }, data: 1 }, 'recipients_invalid', 'to.users[1]'],
+    ['a user id with an unpaired low surrogate', { ...toAlice, to: { users: ['\udc4b'] }, data: 1 }, 'recipients_invalid', 'to.users[0]'],
     ['a numeric user id', { ...toAlice, to: { users: [7] }, data: 1 }, 'recipients_invalid', 'to.users[0]'],
     ['1001 users', { ...toAlice, to: { users: Array.from({ length: 1001 }, (_, i) => `u${i}`) }, data: 1 }, 'too_many_recipients', 'to.users'],
   ];
@@ -139,7 +144,9 @@ describe('POST /publish: the envelope', () => {
     ['the name message', { ...toAlice, event: 'message', data: 1 }],
     ['a ttl of exactly 7 days', { ...toAlice, ttl: 7 * 24 * 3600, data: 1 }],
     ['a ttl of 0 (live only)', { ...toAlice, ttl: 0, data: 1 }],
+    ['an id from 23 hours ago', { ...toAlice, id: eventIdFloor(Date.now() - 23 * 3600 * 1000), data: 1 }],
     ['a user id of 128 characters', { ...toAlice, to: { users: ['u'.repeat(128)] }, data: 1 }],
+    ['a user id with a surrogate pair (an emoji)', { ...toAlice, to: { users: ['bob 👋'] }, data: 1 }],
     ['exactly 1000 users', { ...toAlice, to: { users: Array.from({ length: 1000 }, (_, i) => `u${i}`) }, data: 1 }],
     ['1001 entries naming 1000 users (one repeated)', { ...toAlice, to: { users: [...Array.from({ length: 1000 }, (_, i) => `u${i}`), 'u7'] }, data: 1 }],
     ['null data', { ...toAlice, data: null }],

@@ -367,7 +367,10 @@ describe('Redis keys', () => {
     const events = new EventBuilder(clock);
     await owners.heartbeat('node-a', clock.now() + 60_000);
     await owners.claim(connectionRecord(clock, 'alice', 'node-a'), { mode: 'single' });
-    await history.appendBatch([events.to(['alice']), events.toAll()]);
+    const stored = [events.to(['alice']), events.toAll()];
+    await history.appendBatch(stored);
+    // Herald mints most ids: those need no mark.
+    await history.appendBatch([{ ...events.to(['alice']), minted: true }]);
     await limiter.take('publisher-1');
     await busMaker(redis, { keyPrefix })().send(deliver(events.to(['alice'])), { node: 'node-a' });
 
@@ -380,6 +383,8 @@ describe('Redis keys', () => {
         `${keyPrefix}{h:alice}:order`,
         `${keyPrefix}{hist}:events`,
         `${keyPrefix}{hist}:order`,
+        // Caller-chosen ids: their marks (first write wins).
+        ...stored.map((e) => `${keyPrefix}{id:${e.id}}`),
         `${keyPrefix}{nodes}`,
         `${keyPrefix}{o:alice}`,
         `${keyPrefix}{rate:publisher-1}`,

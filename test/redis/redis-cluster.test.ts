@@ -13,6 +13,7 @@ import { redisKeys } from '../../services/adapters/redis/redis-keys';
 import { RedisOwners } from '../../services/adapters/redis/redis-owners';
 import { RedisRateLimiter } from '../../services/adapters/redis/redis-rate-limiter';
 import type { BusMessage } from '../../services/ports/bus';
+import type { HeraldEvent } from '../../services/protocol/envelope';
 import { silentLogger } from '../../services/shared/log';
 import { describeBusContract } from '../contract/bus.contract';
 import { EventBuilder, Inbox, connectionRecord, manualClock } from '../contract/fixtures';
@@ -174,9 +175,20 @@ describe('on a Redis Cluster', () => {
 
     load.most = 0;
     const events = new EventBuilder(clock);
-    await history.appendBatch([events.to(users), ...users.map((u) => events.to([u]))]);
+    const batch = (): HeraldEvent[] => [events.to(users), ...users.map((u) => events.to([u]))];
+    // Ids Herald minted: the stream scripts alone.
+    await history.appendBatch(batch().map((e) => ({ ...e, minted: true as const })));
+    expect(calls.filter((c) => c.name === 'history-mark')).toEqual([]);
     expect(calls.filter((c) => c.name === 'history-append')).toHaveLength(users.length);
     expect(load.most).toBe(users.length);
+
+    // Caller-chosen ids: one mark per event first, all together, then the stream scripts.
+    load.most = 0;
+    calls.length = 0;
+    await history.appendBatch(batch());
+    expect(calls.filter((c) => c.name === 'history-mark')).toHaveLength(users.length + 1);
+    expect(calls.filter((c) => c.name === 'history-append')).toHaveLength(users.length);
+    expect(load.most).toBe(users.length + 1);
   });
 
   it('reads the shared stream and a node stream that live on different shards', async () => {

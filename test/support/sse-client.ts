@@ -35,6 +35,8 @@ export interface SseEvent {
  */
 export class SseStream {
   readonly events: SseEvent[] = [];
+  /** Everything received, decoded: for what a parser hides (how lines are escaped). */
+  text = '';
   retry: number | undefined;
   ended = false;
   private waiters: Array<() => void> = [];
@@ -60,7 +62,10 @@ export class SseStream {
       },
     });
     response.setEncoding('utf8');
-    response.on('data', (chunk: string) => parser.feed(chunk));
+    response.on('data', (chunk: string) => {
+      this.text += chunk;
+      parser.feed(chunk);
+    });
     const end = (): void => {
       this.ended = true;
       this.wake();

@@ -5,6 +5,7 @@ import type { HeraldEvent, Recipients } from '../../protocol/envelope';
 import { eventIdFloor, eventIdTimeMs, isEventId, newEventId } from '../../protocol/event-id';
 import { unavailable } from '../../protocol/faults';
 import { MAX_ID_CLOCK_SKEW_MS } from '../../protocol/limits';
+import { contentFingerprint } from '../../shared/event-fingerprint';
 import {
   CONDITION_FAILED,
   DAY_MS,
@@ -64,15 +65,17 @@ const EVENT = 'event item';
  *
  * | item        | pk                            | sk           | attributes                                          |
  * |-------------|-------------------------------|--------------|-----------------------------------------------------|
- * | event       | `event#<id>`                  | `event`      | a (append key), x (expires at, ms), ttl, [r]        |
+ * | event       | `event#<id>`                  | `event`      | a (append key), x (expires at, ms), ttl, [r], [h]   |
  * | stream item | `hist#u#<user>` / `hist#all`  | append key   | id, event, data, publishedAtMs, ttlSeconds, x, ttl, [to] |
  *
  * The append key is a fresh ULID minted when the event is first stored, so a
  * stream's sort order is append order (the port's replay order from a stored
  * position). `to` rides on each stream item when short, else once on the event
- * item as `r`. Retention is `x`, checked by every reader; `ttl` (x + the
- * horizon) only reclaims space. Eviction past `maxEventsPerStream` is decided
- * at read time (`readStream`), by append order, so appends never delete anything.
+ * item as `r`; `h`, on the event item of a caller-chosen id, is its content's
+ * fingerprint (event-fingerprint.ts). Retention is `x`, checked by every
+ * reader; `ttl` (x + the horizon) only reclaims space. Eviction past
+ * `maxEventsPerStream` is decided at read time (`readStream`), by append
+ * order, so appends never delete anything.
  *
  * Append order is the order in which append keys were minted, which can differ
  * from the order in which the stream items became visible by the time a
@@ -105,9 +108,11 @@ export class DynamoHistory implements History {
    * events concurrently; a Herald-minted id needs no check, so it costs its
    * stream items alone: one item per recipient, one write unit for a typical
    * notification. Then every stream item of the batch goes out in
-   * BatchWriteItem requests of 25. A duplicate still (re)writes its stream
-   * items with the stored append key, so a first attempt that died between
-   * the two writes is healed by the retry.
+   * BatchWriteItem requests of 25. First write wins: a duplicate with the
+   * same content (re)writes its stream items with the stored append key, so a
+   * first attempt that died between the two writes is healed by the retry; a
+   * duplicate with other content writes nothing, where a put would overwrite
+   * what the first one stored.
    */
   async appendBatch(events: readonly HeraldEvent[]): Promise<AppendResult[]> {
     const now = this.clock();
@@ -126,7 +131,8 @@ export class DynamoHistory implements History {
     const items: Item[] = [];
     const results = planned.map((p): AppendResult => {
       if (p === undefined) return { stored: false, duplicate: false };
-      const placed = placedById.get(p) ?? { appendKey: p.appendKey, expiresAtMs: p.expiresAtMs, duplicate: false, referenced: !p.inline };
+      const placed = placedById.get(p) ?? { appendKey: p.appendKey, expiresAtMs: p.expiresAtMs, duplicate: false, referenced: !p.inline, sameContent: true };
+      if (!placed.sameContent) return { stored: true, duplicate: true };
       if (placed.referenced && !placedById.has(p)) {
         // A fresh id with a long list: its event item holds the list, written with the stream items.
         items.push({ ...keys.event(p.event.id), a: s(placed.appendKey), x: n(placed.expiresAtMs), ttl: ttlAt(placed.expiresAtMs + HISTORY_HORIZON_MS), r: s(p.recipients) });
@@ -186,11 +192,12 @@ export class DynamoHistory implements History {
    * adapter re-stores an id whose event expired.
    */
   private async place(event: HeraldEvent, firstKey: string, referenced: string | undefined): Promise<Placed> {
+    const fingerprint = contentFingerprint(event);
     for (let attempt = 0; attempt < MAX_PLACE_ATTEMPTS; attempt++) {
       const now = this.clock();
       const appendKey = attempt === 0 ? firstKey : newEventId(now);
       const expiresAtMs = now + event.ttlSeconds * 1000;
-      const item: Item = { ...keys.event(event.id), a: s(appendKey), x: n(expiresAtMs), ttl: ttlAt(expiresAtMs + HISTORY_HORIZON_MS) };
+      const item: Item = { ...keys.event(event.id), a: s(appendKey), x: n(expiresAtMs), ttl: ttlAt(expiresAtMs + HISTORY_HORIZON_MS), h: s(fingerprint) };
       if (referenced !== undefined) item.r = s(referenced);
       const put = await conditional('dynamodb.putItem', () =>
         this.client.send(
@@ -203,12 +210,14 @@ export class DynamoHistory implements History {
           }),
         ),
       );
-      if (put !== CONDITION_FAILED) return { appendKey, expiresAtMs, duplicate: false, referenced: referenced !== undefined };
+      if (put !== CONDITION_FAILED) return { appendKey, expiresAtMs, duplicate: false, referenced: referenced !== undefined, sameContent: true };
       const { Item } = await call('dynamodb.getItem', () =>
         this.client.send(new GetItemCommand({ TableName: this.tableName, Key: keys.event(event.id), ConsistentRead: true })),
       );
       if (Item) {
-        return { appendKey: readString(Item, 'a', EVENT), expiresAtMs: readNumber(Item, 'x', EVENT), duplicate: true, referenced: Item.r !== undefined };
+        // An item written before fingerprints were kept cannot tell: it is healed, as it was then.
+        const sameContent = Item.h === undefined || readString(Item, 'h', EVENT) === fingerprint;
+        return { appendKey: readString(Item, 'a', EVENT), expiresAtMs: readNumber(Item, 'x', EVENT), duplicate: true, referenced: Item.r !== undefined, sameContent };
       }
     }
     throw unavailable(`append of ${event.id} kept racing the deletion of its expired copy`);
@@ -221,6 +230,8 @@ interface Placed {
   readonly expiresAtMs: number;
   readonly duplicate: boolean;
   readonly referenced: boolean;
+  /** False for a duplicate whose content differs from the stored one's: nothing of it is written. */
+  readonly sameContent: boolean;
 }
 
 const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);

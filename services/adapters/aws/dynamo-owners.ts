@@ -48,7 +48,7 @@ const OWNER = 'owner item';
  * A record is live iff its own `e` and its node's heartbeat are both ahead of
  * the clock; expired records are ignored, never relied on TTL to vanish.
  * Reads that decide something are consistent: the delivery-ordering rule
- * (DESIGN.md) needs a publisher's `locate` to see a claim that completed before it.
+ * (docs/architecture.md) needs a publisher's `locate` to see a claim that completed before it.
  */
 export class DynamoOwners implements Owners {
   private readonly client: DynamoDBClient;
@@ -151,7 +151,7 @@ export class DynamoOwners implements Owners {
 
   /** The shared client belongs to the composition root; only the cache is dropped. */
   close(): Promise<void> {
-    this.nodes.invalidate();
+    this.nodes.clear();
     return Promise.resolve();
   }
 
@@ -162,19 +162,19 @@ export class DynamoOwners implements Owners {
    * heartbeat of every node whose claim we saw. Without this, a publisher whose
    * cache predates a new node's first heartbeat would find its users offline
    * for up to `nodeCacheMs` — losing events, since the replay may already have run.
-   * A node the table lists as dead (crashed, shut down) costs no re-read: its
-   * item outlives it by a day, so its leftover records do not make every call
-   * query the `nodes` partition. Only a lapsed node that heartbeats again is
-   * seen late, within `nodeCacheMs`.
+   * A dead node costs no re-read: one the table lists as dead (shut down, or
+   * crashed and not yet swept) is in the cache, and one whose item the janitor
+   * deleted is remembered as gone by the directory, so its leftover records,
+   * live until their tokens expire, do not make every call query the `nodes`
+   * partition. Only a lapsed node that heartbeats again is seen late, within `nodeCacheMs`.
    */
   private async live(records: readonly ConnectionRecord[]): Promise<ConnectionRecord[]> {
     const mark = this.nodes.mark();
     const now = this.clock();
     const unexpired = records.filter((r) => r.expiresAtMs > now);
     if (unexpired.length === 0) return [];
-    let table = await this.nodes.cached();
-    if (unexpired.some((r) => !table.has(r.nodeId))) table = await this.nodes.fetchedAfter(mark);
-    return unexpired.filter((r) => (table.get(r.nodeId) ?? 0) > now);
+    const expiries = await this.nodes.expiriesOf(unexpired, mark);
+    return unexpired.filter((r) => (expiries.get(r.nodeId) ?? 0) > now);
   }
 }
 

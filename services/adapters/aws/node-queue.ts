@@ -1,6 +1,6 @@
 /**
- * One node's SQS queue and its SNS subscription (DESIGN.md, "Per-node queue
- * lifecycle"): autoscaled tasks cannot have queues made in advance, so a node
+ * One node's SQS queue and its SNS subscription (docs/architecture.md, "Shapes",
+ * AWS): autoscaled tasks cannot have queues made in advance, so a node
  * makes its own at start and removes it when it stops. A scheduled janitor
  * removes those of nodes that crashed.
  */
@@ -83,7 +83,13 @@ export function nodeFilterPolicy(nodeId: string): string {
   return JSON.stringify({ [NODE_ATTRIBUTE]: [nodeId, ALL_NODES, { exists: false }] });
 }
 
-/** Only the topic may send to the queue: the SNS service principal, pinned to the topic by aws:SourceArn. */
+/**
+ * Only the topic may send to the queue: the SNS service principal, pinned to
+ * the topic by aws:SourceArn. And nobody may use the queue without TLS: the
+ * node's own calls carry event data both ways, and an Allow in the node's role
+ * would otherwise let a misconfigured client read it over plain HTTP
+ * (AwsSolutions-SQS4 asks the same of queues the CDK makes).
+ */
 export function nodeQueuePolicy(queueArn: string, topicArn: string): string {
   return JSON.stringify({
     Version: '2012-10-17',
@@ -95,6 +101,14 @@ export function nodeQueuePolicy(queueArn: string, topicArn: string): string {
         Action: 'sqs:SendMessage',
         Resource: queueArn,
         Condition: { ArnEquals: { 'aws:SourceArn': topicArn } },
+      },
+      {
+        Sid: 'HeraldTlsOnly',
+        Effect: 'Deny',
+        Principal: '*',
+        Action: 'sqs:*',
+        Resource: queueArn,
+        Condition: { Bool: { 'aws:SecureTransport': 'false' } },
       },
     ],
   });

@@ -19,7 +19,7 @@ export interface AwsClients {
  * The SDK clients of the aws shape, from the environment: `AWS_REGION` (else
  * the SDK's own region chain) and the standard endpoint overrides
  * `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_SNS` / `_SQS` / `_DYNAMODB`, which is
- * how the integration tests reach fauxqs and dynalite (DESIGN.md, "Configuration").
+ * how the integration tests reach fauxqs and dynalite (README, "Configuration").
  * One request meter counts what all three send.
  */
 export function createAwsClients(env: Env, options: AwsClientOptions = {}): AwsClients {

@@ -15,7 +15,7 @@ const MAX_BODY_BYTES = 256 * 1024 - 1024;
 /**
  * Publishes one bus message to the topic: usually one SNS message, several when
  * a deliver is too big for one (split by recipients). The `node` attribute is
- * what each node's subscription filters on (DESIGN.md, "Targeted routing").
+ * what each node's subscription filters on (docs/architecture.md, "Shapes", AWS).
  * Shared by `SnsSqsBus` (nodes) and `SnsBus` (publishers), so both write the
  * same wire format.
  */

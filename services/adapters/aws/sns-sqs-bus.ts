@@ -5,6 +5,7 @@ import type { Bus, BusEntry, BusHandler, BusMessage, BusTarget, MissedHandler } 
 import { NODE_ATTRIBUTE, encodeBusProbe, isNodeId, parseBusWireMessage, type BusWireMessage } from '../../protocol/bus-message';
 import { unavailable } from '../../protocol/faults';
 import type { Logger } from '../../shared/log';
+import { malformedMessageFacts } from '../../shared/malformed-message';
 import { closeNodeQueue, isQueueMissing, openNodeQueue, type NodeQueue } from './node-queue';
 import { publishBatchToTopic, publishBody, publishToTopic } from './sns-bus';
 
@@ -44,8 +45,8 @@ export const PROBE_TIMEOUT_MS = 120_000;
 const DEFAULT_PROBE = { intervalMs: 2_000, timeoutMs: PROBE_TIMEOUT_MS };
 
 /**
- * The `Bus` of the aws shape: SNS topic → one SQS queue per node (DESIGN.md,
- * "Targeted routing" and "Per-node queue lifecycle"). Sending is one SNS
+ * The `Bus` of the aws shape: SNS topic → one SQS queue per node (docs/architecture.md,
+ * "Shapes", AWS; docs/operations.md, "The janitor"). Sending is one SNS
  * Publish whose `node` attribute the subscriptions filter on. A started node
  * long-polls its queue and deletes only what its handler accepted; anything else
  * comes back after the visibility timeout (at least once). Order is best effort.
@@ -302,8 +303,8 @@ export class SnsSqsBus implements Bus {
     try {
       message = parseBusWireMessage(received.Body ?? '', { node: received.MessageAttributes?.[NODE_ATTRIBUTE]?.StringValue });
     } catch (error) {
-      // Never the body: it may hold event data (STYLE.md, "Logs").
-      log.warn('bus.message_malformed', { messageId: received.MessageId, bytes: received.Body?.length ?? 0, error });
+      // Never the body nor the refusal's text, which quotes it: it may hold event data (docs/operations.md, "Logs").
+      log.warn('bus.message_malformed', { messageId: received.MessageId, ...malformedMessageFacts(received.Body ?? '', error) });
       return true;
     }
     if (message.kind === 'probe') {

@@ -7,17 +7,49 @@ interface Bucket {
   updatedAtMs: number;
 }
 
-/** Past this many keys, buckets that have refilled are forgotten (a fresh bucket is full anyway). */
-const SWEEP_THRESHOLD = 10_000;
+/**
+ * Keys held at most. The connect limiter is keyed by client address and runs
+ * before authentication, so anyone can make new keys: the map must be bounded
+ * whatever the traffic. About 100 bytes a key.
+ */
+export const DEFAULT_MAX_KEYS = 50_000;
 
+export interface TokenBucketOptions {
+  /** @default DEFAULT_MAX_KEYS */
+  readonly maxKeys?: number;
+}
+
+/**
+ * Token buckets in memory, one per key. The map is kept in the order keys
+ * were last used (a used key moves to the end), so the buckets that have had
+ * time to refill are always at the front: each new key drops those first,
+ * one at a time, and every key is dropped at most once after each use. That
+ * is constant work per admission, amortised, where a scan of the whole map
+ * per new key stalled the event loop for seconds under a flood of addresses.
+ * A refilled bucket is forgotten with nothing lost: a fresh one is full too.
+ * At `maxKeys`, the least recently used key is dropped even if it had not
+ * refilled: it is the one that was quiet longest, and forgetting it can only
+ * be lenient to it, never refuse anyone.
+ */
 export class TokenBucketLimiter implements RateLimiter {
   private readonly buckets = new Map<string, Bucket>();
+  private readonly maxKeys: number;
+  private readonly fullAfterMs: number;
 
   constructor(
     private readonly budget: RateBudget,
     private readonly clock: Clock = systemClock,
+    options: TokenBucketOptions = {},
   ) {
     assertBudget(budget);
+    this.maxKeys = options.maxKeys ?? DEFAULT_MAX_KEYS;
+    if (!Number.isInteger(this.maxKeys) || this.maxKeys < 1) throw new RangeError(`maxKeys must be a whole number of at least 1, got ${this.maxKeys}`);
+    this.fullAfterMs = (budget.burst / budget.perSecond) * 1000;
+  }
+
+  /** Keys held now, for tests and metrics. */
+  get size(): number {
+    return this.buckets.size;
   }
 
   take(key: string, cost = 1): Promise<RateDecision> {
@@ -42,21 +74,30 @@ export class TokenBucketLimiter implements RateLimiter {
 
   private refill(key: string, now: number): Bucket {
     let bucket = this.buckets.get(key);
-    if (!bucket) {
-      if (this.buckets.size >= SWEEP_THRESHOLD) this.sweep(now);
+    if (bucket) {
+      bucket.tokens = tokensAt(bucket, now, this.budget);
+      // To the end of the map: the front stays the least recently used.
+      this.buckets.delete(key);
+    } else {
+      this.dropRefilled(now);
+      if (this.buckets.size >= this.maxKeys) this.dropOldest();
       bucket = { tokens: this.budget.burst, updatedAtMs: now };
-      this.buckets.set(key, bucket);
-      return bucket;
     }
-    bucket.tokens = tokensAt(bucket, now, this.budget);
     bucket.updatedAtMs = now;
+    this.buckets.set(key, bucket);
     return bucket;
   }
 
-  private sweep(now: number): void {
-    const fullAfterMs = (this.budget.burst / this.budget.perSecond) * 1000;
+  /** Drops buckets from the front while they have refilled; stops at the first that has not. */
+  private dropRefilled(now: number): void {
     for (const [key, bucket] of this.buckets) {
-      if (now - bucket.updatedAtMs >= fullAfterMs) this.buckets.delete(key);
+      if (now - bucket.updatedAtMs < this.fullAfterMs) return;
+      this.buckets.delete(key);
     }
+  }
+
+  private dropOldest(): void {
+    const oldest = this.buckets.keys().next();
+    if (oldest.done !== true) this.buckets.delete(oldest.value);
   }
 }

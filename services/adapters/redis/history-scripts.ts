@@ -103,3 +103,21 @@ end
 local marks = redis.call('HMGET', KEYS[2], '#tk', '#ti')
 return {posKey, marks[1] or '', marks[2] or '', members, values}`,
 );
+
+/**
+ * Claims a caller-chosen event id for its content, or finds it claimed
+ * (redis-history.ts): answers nil when the id was free (or its event has
+ * expired by the caller's clock) and is now marked, else the fingerprint it
+ * was first stored with. KEYS: the mark. ARGV: now, expiresAtMs, fingerprint,
+ * lifetime ms (Redis's own expiry, only to reclaim the key).
+ */
+export const MARK = luaScript(
+  'history-mark',
+  `local old = redis.call('GET', KEYS[1])
+if old then
+  local space = string.find(old, ' ', 1, true)
+  if space and tonumber(string.sub(old, 1, space - 1)) > tonumber(ARGV[1]) then return string.sub(old, space + 1) end
+end
+redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. ARGV[3], 'PX', ARGV[4])
+return false`,
+);

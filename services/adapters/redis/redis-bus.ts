@@ -3,6 +3,7 @@ import { ALL_NODES, encodeBusMessageWithin, isNodeId, parseBusMessage } from '..
 import { HeraldError } from '../../protocol/errors';
 import { unavailable } from '../../protocol/faults';
 import type { Logger } from '../../shared/log';
+import { malformedMessageFacts } from '../../shared/malformed-message';
 import { luaScript, type RedisConnection } from './redis-connection';
 import { DEFAULT_KEY_PREFIX, redisKeys, type RedisKeys, type StreamKeys } from './redis-keys';
 import { StreamReader } from './stream-reader';
@@ -215,8 +216,8 @@ export class RedisBus implements Bus {
     try {
       message = parseBusMessage(body, { node: target });
     } catch (error) {
-      // Never the body: it may hold event data (STYLE.md, "Logs").
-      log.warn('bus.message_malformed', { entryId, bytes: body.length, error });
+      // Never the body nor the refusal's text, which quotes it: it may hold event data (docs/operations.md, "Logs").
+      log.warn('bus.message_malformed', { entryId, ...malformedMessageFacts(body, error) });
       return;
     }
     const attempts = this.options.handlerAttempts ?? 3;

@@ -5,7 +5,8 @@ import type { HeraldEvent } from '../../protocol/envelope';
 import { parseRecipients } from '../../protocol/notification-fields';
 import { eventIdFloor, eventIdTimeMs, isEventId, newEventId } from '../../protocol/event-id';
 import { MAX_ID_CLOCK_SKEW_MS } from '../../protocol/limits';
-import { APPEND, READ } from './history-scripts';
+import { contentFingerprint } from '../../shared/event-fingerprint';
+import { APPEND, MARK, READ } from './history-scripts';
 import { readEpoch } from './redis-epoch';
 import type { RedisCommands, RedisReply } from './redis-connection';
 import { DEFAULT_KEY_PREFIX, redisKeys, type HistoryKeys, type RedisKeys } from './redis-keys';
@@ -39,6 +40,14 @@ export interface RedisHistoryOptions {
  * position older than this is reported as trimmed outright (as DynamoHistory).
  */
 export const HISTORY_HORIZON_MS = 24 * 3600 * 1000;
+
+/**
+ * How long a caller-chosen id's mark outlives its event by Redis's clock. The
+ * mark's expiry is judged by the adapter's clock; Redis's own only reclaims
+ * the key, and must not do so before the event expires by a node's clock a
+ * little behind Redis's.
+ */
+const MARK_MARGIN_MS = 60_000;
 
 /**
  * Recipient lists up to this size ride in every stream's copy of the event;
@@ -86,11 +95,16 @@ interface StreamRead {
  * A recipient list longer than 1 KiB is stored once beside the streams
  * (`{to:<id>}`), before them, and fetched for the events a replay returns.
  *
- * Duplicates: an event's first stream (its first user's, or the broadcast
- * one) decides whether its id was stored before; its other streams store it
- * if they lack it. Every check is part of the script that stores, so it costs
- * nothing: a `minted` event takes the same path (there is no second write to
- * save), and appending it twice still stores it once.
+ * Duplicates, first write wins: a caller-chosen id is first claimed for its
+ * content with a mark of its own (`{id:<id>}`, one key for all its streams,
+ * which may sit on different shards). When the id was claimed before with
+ * other content, nothing is written; with the same content (a retry), the
+ * streams that lack it (a first attempt that died part-way) store it. Within
+ * a stream the script that stores also checks: an event's first stream (its
+ * first user's, or the broadcast one) tells whether it was stored there
+ * before. A `minted` event needs no mark (no earlier publish can have used
+ * its id) and takes the stream check alone, so appending it twice still
+ * stores it once.
  */
 export class RedisHistory implements History {
   private readonly redis: RedisCommands;
@@ -121,6 +135,7 @@ export class RedisHistory implements History {
    */
   async appendBatch(events: readonly HeraldEvent[]): Promise<AppendResult[]> {
     const now = this.clock();
+    const marks = await this.mark(events, now);
     const results: AppendResult[] = events.map(() => ({ stored: false, duplicate: false }));
     const streams = new Map<string, { keys: HistoryKeys; args: string[]; decides: (number | undefined)[] }>();
     const lists: { key: string; value: string; ttlMs: number }[] = [];
@@ -132,9 +147,11 @@ export class RedisHistory implements History {
     };
     events.forEach((event, index) => {
       if (event.ttlSeconds === 0) return;
+      const mark = marks[index];
+      results[index] = { stored: true, duplicate: mark !== 'new' };
+      if (mark === 'other') return;
       const appendKey = newEventId(now);
       const expiresAtMs = String(now + event.ttlSeconds * 1000);
-      results[index] = { stored: true, duplicate: false };
       if ('all' in event.to) {
         add(this.keys.broadcastHistory, [event.id, appendKey, expiresAtMs, ' ' + encodeEvent(event)], index);
         return;
@@ -159,7 +176,7 @@ export class RedisHistory implements History {
         const reply = await this.redis.script(APPEND, [keys.order, keys.events], [...common, ...args]);
         if (!Array.isArray(reply) || reply.length !== decides.length) throw new Error(`history-append answered ${JSON.stringify(reply)}`);
         decides.forEach((index, i) => {
-          if (index !== undefined) results[index] = { stored: true, duplicate: reply[i] === 1 };
+          if (index !== undefined && reply[i] === 1) results[index] = { stored: true, duplicate: true };
         });
       }),
     );
@@ -197,6 +214,27 @@ export class RedisHistory implements History {
   /** The connection belongs to the composition root; this adapter holds nothing else. */
   close(): Promise<void> {
     return Promise.resolve();
+  }
+
+  /**
+   * Claims each caller-chosen id of the batch for its content, all at once:
+   * `new` when it was free (and for minted and live-only events, which need
+   * no mark), `same` when claimed before with this content, `other` with
+   * other content.
+   */
+  private mark(events: readonly HeraldEvent[], now: number): Promise<Array<'new' | 'same' | 'other'>> {
+    return Promise.all(
+      events.map(async (event) => {
+        if (event.ttlSeconds === 0 || event.minted === true) return 'new';
+        const key = this.keys.eventMark(event.id);
+        const ttlMs = event.ttlSeconds * 1000;
+        const fingerprint = contentFingerprint(event);
+        const reply = await this.redis.script(MARK, [key], [String(now), String(now + ttlMs), fingerprint, String(ttlMs + MARK_MARGIN_MS)]);
+        if (reply === null) return 'new';
+        if (typeof reply !== 'string') throw new Error(`history-mark answered ${JSON.stringify(reply)}`);
+        return reply === fingerprint ? 'same' : 'other';
+      }),
+    );
   }
 
   /**

@@ -14,6 +14,7 @@
  * | `{h:<user>}:order`, `:events` | zset, hash | the user's history (redis-history.ts)         |
  * | `{hist}:order`, `:events`  | zset, hash | the broadcast history                              |
  * | `{to:<event id>}`          | string | a long recipient list, stored once (redis-history.ts) |
+ * | `{id:<event id>}`          | string | a caller-chosen id's expiry and content fingerprint (redis-history.ts) |
  * | `{rate:<key>}`             | string | GCRA theoretical arrival time (ms)                    |
  * | `{epoch}`                  | string | when this Redis was first seen empty (redis-epoch.ts) |
  *
@@ -44,6 +45,7 @@ export interface RedisKeys {
   history(userId: string): HistoryKeys;
   readonly broadcastHistory: HistoryKeys;
   recipients(eventId: string): string;
+  eventMark(eventId: string): string;
   rate(key: string): string;
   readonly epoch: string;
 }
@@ -60,6 +62,7 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     history: (userId) => history(`h:${userId}`),
     broadcastHistory: history('hist'),
     recipients: (eventId) => `${prefix}{to:${eventId}}`,
+    eventMark: (eventId) => `${prefix}{id:${eventId}}`,
     rate: (key) => `${prefix}{rate:${key}}`,
     epoch: `${prefix}{epoch}`,
   };

@@ -147,7 +147,7 @@ export class RedisOwners implements Owners {
 
   /** The connection belongs to the composition root; only the cache is dropped. */
   close(): Promise<void> {
-    this.nodes.invalidate();
+    this.nodes.clear();
     return Promise.resolve();
   }
 
@@ -181,9 +181,8 @@ export class RedisOwners implements Owners {
     const now = this.clock();
     const unexpired = records.filter((r) => r.expiresAtMs > now);
     if (unexpired.length === 0) return [];
-    let table = await this.nodes.cached();
-    if (unexpired.some((r) => !table.has(r.nodeId))) table = await this.nodes.fetchedAfter(mark);
-    return unexpired.filter((r) => (table.get(r.nodeId) ?? 0) > now);
+    const expiries = await this.nodes.expiriesOf(unexpired, mark);
+    return unexpired.filter((r) => (expiries.get(r.nodeId) ?? 0) > now);
   }
 
   private async readNodes(): Promise<NodeTable> {

@@ -29,6 +29,13 @@ export function eventsRoute(app: Hono<{ Bindings: HttpBindings }>, node: HeraldN
       c.header('Allow', 'GET');
       throw new HeraldError('method_not_allowed', '/events accepts GET only');
     }
+    // Fetch Metadata: `EventSource` and `fetch()` send `empty`. Anything else is a page
+    // loading /events as a document, an image, a frame: a cross-site link or `<img>`
+    // would otherwise open a stream with the user's cookie and take over their active tab.
+    const destination = c.req.header('sec-fetch-dest');
+    if (destination !== undefined && destination.toLowerCase() !== 'empty') {
+      throw new HeraldError('fetch_dest_refused', '/events answers EventSource and fetch (Sec-Fetch-Dest: empty) only');
+    }
     const lastEventId = c.req.header('last-event-id') || c.req.query('lastEventId') || undefined;
     // HTML spec: "Clients will reconnect if the connection is closed; a client can
     // be told to stop reconnecting using the HTTP 204 No Content response code."
@@ -47,13 +54,20 @@ export function eventsRoute(app: Hono<{ Bindings: HttpBindings }>, node: HeraldN
       throw new HeraldError('bad_request', 'event streams need HTTP/1.1 without pipelining');
     }
     const address = clientAddress(incoming, node.deps.config.trustProxy);
-    node.admit(address);
-    const identity = await node.authenticate({ authorization: c.req.header('authorization'), cookie: c.req.header('cookie') });
-    // A status check: `EventSource` cannot read why it was refused, so a client asks
-    // with `Accept: application/json` and gets the same refusals, or this, without
-    // a stream being opened or the tab claimed (which would displace another tab).
-    if (isStatusCheck(c.req.header('accept'))) return c.json({ ok: true, nodeId: node.nodeId });
-    await node.open(outgoing, outgoing.socket, address, identity.userId, identity.expiresAtMs, lastEventId);
+    const admission = node.admit(address);
+    let opened: Promise<void>;
+    try {
+      const identity = await node.authenticate({ authorization: c.req.header('authorization'), cookie: c.req.header('cookie') });
+      // A status check: `EventSource` cannot read why it was refused, so a client asks
+      // with `Accept: application/json` and gets the same refusals, or this, without
+      // a stream being opened or the tab claimed (which would displace another tab).
+      if (isStatusCheck(c.req.header('accept'))) return c.json({ ok: true, nodeId: node.nodeId });
+      // Puts the stream in the hub before it returns: from there the hub counts it.
+      opened = node.open(outgoing, outgoing.socket, address, identity.userId, identity.expiresAtMs, lastEventId);
+    } finally {
+      admission.release();
+    }
+    await opened;
     return RESPONSE_ALREADY_SENT;
   });
 }

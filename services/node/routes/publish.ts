@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Hono } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
-import { HeraldError } from '../../protocol/errors';
+import { HeraldError, withIds } from '../../protocol/errors';
 import { parsePublishBody } from '../../protocol/envelope';
 import { maxPublishBodyBytes } from '../../protocol/limits';
 import { publish, type PublishDeps } from '../../publisher/publish';
@@ -61,7 +61,10 @@ export function publishRoute(
       }
       const events = parsePublishBody(body, { maxDataBytes: config.maxDataBytes, defaultTtlSeconds: config.defaultTtlSeconds });
       const batch = typeof body === 'object' && body !== null && 'notifications' in body;
-      const results = await publish(events, deps, 'http', { batch });
+      const results = await publish(events, deps, 'http', { batch }).catch((error: unknown) => {
+        // Part of it may be stored: a caller that sent no ids learns the minted ones, so its retry is not stored twice.
+        throw withIds(error, events.map((e) => e.id));
+      });
       metrics.published += events.length;
       return c.json(batch ? { results } : results[0], 202);
     },
