@@ -44,6 +44,7 @@ describeHistoryContract('dynamodb', async (context, options) => {
   const { tableName, cleanup } = await table(context.prefix);
   return {
     history: new DynamoHistory({ client: emulators.dynamo, tableName, maxEventsPerStream: options.maxEventsPerStream, clock: context.clock.now }),
+    looksBack: true,
     cleanup,
   };
 });

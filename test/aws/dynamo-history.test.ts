@@ -319,3 +319,70 @@ describe('DynamoHistory requests and faults', () => {
     expect(calls).toEqual([]);
   });
 });
+
+/** A client whose BatchWriteItem carrying `id` waits for `release()` before it goes on: a slow, throttled write. */
+function gatedWrites(id: string): { client: DynamoDBClient; held: () => boolean; release: () => void } {
+  const client = new DynamoDBClient({ region: emulators.region, credentials: emulators.credentials, endpoint: emulators.dynamoEndpoint });
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let held = false;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === 'BatchWriteItemCommand' && JSON.stringify(args.input).includes(id)) {
+        held = true;
+        await gate;
+      }
+      return next(args);
+    },
+    { step: 'initialize', name: 'gateWrites' },
+  );
+  return { client, held: () => held, release };
+}
+
+describe('DynamoHistory: appends that land late', () => {
+  it('replays, from a position appended after it, an event whose key was minted first but whose write landed last', async () => {
+    const events = new EventBuilder(manualClock());
+    const slow = events.to(['alice']);
+    const gated = gatedWrites(slow.id);
+    const { clock, history } = await setUp(gated.client);
+    const appending = history.append(slow);
+    await expect.poll(() => gated.held()).toBe(true);
+    // Minted later, written at once, delivered live: the client reads it and then disconnects.
+    clock.advance(1_000);
+    const fast = events.to(['alice'], { id: newEventId(clock.now()) });
+    await history.append(fast);
+    gated.release();
+    expect(await appending).toEqual({ stored: true, duplicate: false });
+
+    const replay = await history.since('alice', fast.id, ALL);
+    expect(replay.events.map((e) => e.id)).toEqual([slow.id]);
+    expect(replay.gap).toBeNull();
+    gated.client.destroy();
+  });
+
+  it('fails an append that outlives its deadline with unavailable, and sends nothing after it', async () => {
+    const events = new EventBuilder(manualClock());
+    const slow = events.to(['alice']);
+    const gated = gatedWrites(slow.id);
+    const tableName = unique('history');
+    await emulators.createTable(tableName);
+    const history = new DynamoHistory({ client: gated.client, tableName, maxEventsPerStream: ROOMY, appendDeadlineMs: 200 });
+    const appending = history.append(slow);
+    const outcome = appending.then(
+      () => 'stored',
+      (error: unknown) => (error instanceof HeraldError ? error.code : String(error)),
+    );
+    await expect.poll(() => gated.held()).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    gated.release();
+    expect(await outcome).toBe('unavailable');
+    // Nothing of it landed late, where a replay would not look.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await streamItems(tableName, 'hist#u#alice')).toEqual([]);
+    gated.client.destroy();
+  });
+
+  it('refuses a deadline a replay could not look back past', () => {
+    expect(() => new DynamoHistory({ client: emulators.dynamo, tableName: 't', maxEventsPerStream: 1, appendDeadlineMs: 60_000 })).toThrow(RangeError);
+  });
+});

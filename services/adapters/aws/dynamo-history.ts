@@ -37,7 +37,31 @@ export interface DynamoHistoryOptions {
   readonly maxEventsPerStream: number;
   /** @default the system clock */
   readonly clock?: Clock;
+  /** @default APPEND_DEADLINE_MS; at most REPLAY_LOOKBACK_MS less LOOKBACK_SLACK_MS */
+  readonly appendDeadlineMs?: number;
 }
+
+/**
+ * An append completes within this of minting its append keys, or fails
+ * `unavailable` (the publisher retries, with the same ids): its requests carry
+ * an abort signal that fires then, and none is sent after it.
+ */
+export const APPEND_DEADLINE_MS = 10_000;
+/** For a request already sent when the deadline fired: DynamoDB applies it within this. */
+const LOOKBACK_SLACK_MS = 10_000;
+/**
+ * How far before a stored position a replay looks. A stream's order is the
+ * order append keys were minted, not the order its items became visible or
+ * their events went out live: an event whose write was slow (throttling,
+ * retries), or whose bus message was overtaken, reaches a client after one
+ * minted later. Reconnecting from that later one, the client must still get
+ * it. Nothing can land later than the deadline (plus a request in flight)
+ * after its key, so looking back that far finds every such event. The
+ * overlap, events the client most likely has already, is sent again: the
+ * browser client drops ids it has seen, and docs/protocol.md tells other
+ * clients to do the same.
+ */
+export const REPLAY_LOOKBACK_MS = APPEND_DEADLINE_MS + LOOKBACK_SLACK_MS;
 
 /**
  * How long an expired history item stays in the table (its `ttl` is expiry +
@@ -86,6 +110,7 @@ export class DynamoHistory implements History {
   private readonly tableName: string;
   private readonly clock: Clock;
   private readonly maxEventsPerStream: number;
+  private readonly appendDeadlineMs: number;
 
   constructor(options: DynamoHistoryOptions) {
     if (!(Number.isInteger(options.maxEventsPerStream) && options.maxEventsPerStream >= 1)) {
@@ -95,6 +120,10 @@ export class DynamoHistory implements History {
     this.tableName = options.tableName;
     this.clock = options.clock ?? systemClock;
     this.maxEventsPerStream = options.maxEventsPerStream;
+    this.appendDeadlineMs = options.appendDeadlineMs ?? APPEND_DEADLINE_MS;
+    if (!(this.appendDeadlineMs > 0 && this.appendDeadlineMs <= REPLAY_LOOKBACK_MS - LOOKBACK_SLACK_MS)) {
+      throw new RangeError(`appendDeadlineMs must be above 0 and at most ${REPLAY_LOOKBACK_MS - LOOKBACK_SLACK_MS}`);
+    }
   }
 
   append(event: HeraldEvent): Promise<AppendResult> {
@@ -115,6 +144,17 @@ export class DynamoHistory implements History {
    * what the first one stored.
    */
   async appendBatch(events: readonly HeraldEvent[]): Promise<AppendResult[]> {
+    const signal = AbortSignal.timeout(this.appendDeadlineMs);
+    try {
+      return await this.appendWithin(events, signal);
+    } catch (error) {
+      // Given up, not landed late: a replay looks back only so far (REPLAY_LOOKBACK_MS).
+      if (signal.aborted) throw unavailable(`the append did not complete within ${this.appendDeadlineMs} ms; retry with the same ids`, error);
+      throw error;
+    }
+  }
+
+  private async appendWithin(events: readonly HeraldEvent[], signal: AbortSignal): Promise<AppendResult[]> {
     const now = this.clock();
     const planned = events.map((event) => {
       if (event.ttlSeconds === 0) return undefined;
@@ -125,7 +165,7 @@ export class DynamoHistory implements History {
     const checked = planned.filter((p): p is NonNullable<typeof p> => p !== undefined && p.event.minted !== true);
     const placedById = new Map<(typeof checked)[number], Placed>();
     await mapLimit(checked, PLACE_CONCURRENCY, async (p) => {
-      placedById.set(p, await this.place(p.event, p.appendKey, p.inline ? undefined : p.recipients));
+      placedById.set(p, await this.place(p.event, p.appendKey, p.inline ? undefined : p.recipients, signal));
     });
 
     const items: Item[] = [];
@@ -139,39 +179,54 @@ export class DynamoHistory implements History {
       }
       // Written by a first attempt that referenced its list, a duplicate must do the same (and vice versa).
       const ttl = ttlAt(placed.expiresAtMs + HISTORY_HORIZON_MS);
-      items.push(...streamItems(p.event, placed.appendKey, placed.expiresAtMs, ttl, placed.referenced ? undefined : p.recipients));
+      // A first attempt older than the deadline: its key is too far back for a replay to look, so the
+      // items it may not have written go under a fresh one (a replay returns an id once, whatever its items).
+      const appendKey = now - eventIdTimeMs(placed.appendKey) > this.appendDeadlineMs ? p.appendKey : placed.appendKey;
+      items.push(...streamItems(p.event, appendKey, placed.expiresAtMs, ttl, placed.referenced ? undefined : p.recipients));
       return { stored: true, duplicate: placed.duplicate };
     });
-    await batchWriteAll(this.client, this.tableName, items);
+    await batchWriteAll(this.client, this.tableName, items, { signal });
     return results;
   }
 
   /**
    * Reads each stream from the earliest append key the position's event can
-   * have (its id's time less the clock skew a publisher may have) downwards
-   * from the newest, until it meets the position's own item: no lookup of an
-   * event item, which a Herald-minted id does not have.
+   * have (its id's time less the clock skew a publisher may have, and the
+   * look-back) downwards from the newest, until it is past the look-back
+   * below the position's own item: no lookup of an event item, which a
+   * Herald-minted id does not have.
+   *
+   * A stored position answers everything appended after it and, again, what
+   * was appended within REPLAY_LOOKBACK_MS before it (see there). The cap on
+   * a stream counts only what came after the position.
    */
   async since(userId: string, lastEventId: string, limit: number): Promise<ReplayResult> {
     const now = this.clock();
-    const bound = isEventId(lastEventId) ? eventIdFloor(Math.max(0, eventIdTimeMs(lastEventId) - MAX_ID_CLOCK_SKEW_MS)) : lastEventId;
+    // The earliest append key an event after the position can have; the read goes the look-back further down.
+    const earliest = isEventId(lastEventId) ? eventIdFloor(Math.max(0, eventIdTimeMs(lastEventId) - MAX_ID_CLOCK_SKEW_MS)) : lastEventId;
+    const bound = isEventId(lastEventId) ? eventIdFloor(Math.max(0, eventIdTimeMs(lastEventId) - MAX_ID_CLOCK_SKEW_MS - REPLAY_LOOKBACK_MS)) : lastEventId;
     const read = { client: this.client, tableName: this.tableName, bound, lastEventId, cap: this.maxEventsPerStream };
     const streams = await Promise.all([readStream({ ...read, pk: keys.userStream(userId) }), readStream({ ...read, pk: keys.broadcastStream })]);
-    // A stored position: what was appended after it. Otherwise greater ids, which
-    // were appended no earlier than the id's time less the skew a publisher may have.
+    // A stored position: what was appended after it, and within the look-back before it. Otherwise
+    // greater ids, which were appended no earlier than the id's time less the skew a publisher may have.
     const position = streams.find((st) => st.position !== undefined)?.position;
-    const after = position === undefined ? (e: StreamEntry) => e.id > lastEventId : (e: StreamEntry) => e.appendKey > position.appendKey;
+    const floor = position === undefined ? undefined : lookbackFloor(position);
+    const after = floor === undefined ? (e: StreamEntry) => e.id > lastEventId : (e: StreamEntry) => e.appendKey > floor && e.id !== lastEventId;
+    const counted = position === undefined ? after : (e: StreamEntry) => e.appendKey > position.appendKey;
 
     // Older than the horizon, items after the position may already be deleted unseen.
-    let trimmed = eventIdTimeMs(position?.appendKey ?? bound) < now - HISTORY_HORIZON_MS;
+    let trimmed = eventIdTimeMs(position?.appendKey ?? earliest) < now - HISTORY_HORIZON_MS;
     const kept: StreamEntry[] = [];
     for (const stream of streams) {
+      // Newest first, as read.
       const newer = stream.taken.filter(after);
-      // More than the cap after the position: the older ones count as evicted.
-      if (newer.length > this.maxEventsPerStream) trimmed = true;
-      for (const entry of newer.slice(0, this.maxEventsPerStream)) {
+      const beyond = newer.filter(counted);
+      // More than the cap after the position: the older ones count as evicted (and the look-back is moot).
+      if (beyond.length > this.maxEventsPerStream) trimmed = true;
+      for (const entry of trimmed ? beyond.slice(0, this.maxEventsPerStream) : newer) {
         if (entry.expiresAtMs > now) kept.push(entry);
-        else trimmed = true; // expired: the client missed it for good
+        // Expired after the position: the client missed it for good. In the look-back, it most likely had it.
+        else if (counted(entry)) trimmed = true;
       }
     }
     const byId = new Map(kept.map((e) => [e.id, e]));
@@ -191,7 +246,7 @@ export class DynamoHistory implements History {
    * (a duplicate). An expired event item counts as absent, as the memory
    * adapter re-stores an id whose event expired.
    */
-  private async place(event: HeraldEvent, firstKey: string, referenced: string | undefined): Promise<Placed> {
+  private async place(event: HeraldEvent, firstKey: string, referenced: string | undefined, signal: AbortSignal): Promise<Placed> {
     const fingerprint = contentFingerprint(event);
     for (let attempt = 0; attempt < MAX_PLACE_ATTEMPTS; attempt++) {
       const now = this.clock();
@@ -208,11 +263,12 @@ export class DynamoHistory implements History {
             ExpressionAttributeNames: { '#pk': TABLE.partitionKey, '#x': 'x' },
             ExpressionAttributeValues: { ':now': n(now) },
           }),
+          { abortSignal: signal },
         ),
       );
       if (put !== CONDITION_FAILED) return { appendKey, expiresAtMs, duplicate: false, referenced: referenced !== undefined, sameContent: true };
       const { Item } = await call('dynamodb.getItem', () =>
-        this.client.send(new GetItemCommand({ TableName: this.tableName, Key: keys.event(event.id), ConsistentRead: true })),
+        this.client.send(new GetItemCommand({ TableName: this.tableName, Key: keys.event(event.id), ConsistentRead: true }), { abortSignal: signal }),
       );
       if (Item) {
         // An item written before fingerprints were kept cannot tell: it is healed, as it was then.
@@ -249,19 +305,26 @@ interface StreamRead {
   readonly cap: number;
 }
 
+/** The append key REPLAY_LOOKBACK_MS before a stored position's: a replay returns what was appended after it. */
+function lookbackFloor(position: StreamEntry): string {
+  return eventIdFloor(Math.max(0, eventIdTimeMs(position.appendKey) - REPLAY_LOOKBACK_MS));
+}
+
 /**
  * One stream read newest first, down to the bound: every entry appended after
- * the position's own item (`position`, if this stream holds it) or, when the
- * position is not met, until more than `cap` entries with greater ids were
- * read — one beyond the cap means older ones count as evicted (the memory
- * adapter's per-stream cap, decided when reading instead of by deleting).
- * Expired items (not yet deleted by TTL) are returned, for the caller to
- * report, never trusted to have vanished.
+ * the position's own item (`position`, if this stream holds it) and within
+ * the look-back below it or, when the position is not met, until more than
+ * `cap` entries with greater ids were read — one beyond the cap means older
+ * ones count as evicted (the memory adapter's per-stream cap, decided when
+ * reading instead of by deleting). Expired items (not yet deleted by TTL) are
+ * returned, for the caller to report, never trusted to have vanished.
  */
 async function readStream(read: StreamRead): Promise<{ taken: StreamEntry[]; position: StreamEntry | undefined }> {
   const want = read.cap + 1;
   const taken: StreamEntry[] = [];
   let greater = 0;
+  let position: StreamEntry | undefined;
+  let floor: string | undefined;
   let start: Item | undefined;
   do {
     const page = await call('dynamodb.query', () =>
@@ -274,20 +337,27 @@ async function readStream(read: StreamRead): Promise<{ taken: StreamEntry[]; pos
           ExpressionAttributeValues: { ':pk': s(read.pk), ...(read.bound === '' ? {} : { ':bound': s(read.bound) }) },
           ConsistentRead: true,
           ScanIndexForward: false,
-          Limit: want - greater,
+          // Past the position, the look-back is read in pages of the same size.
+          Limit: position === undefined ? want - greater : want,
           ExclusiveStartKey: start,
         }),
       ),
     );
     for (const item of page.Items ?? []) {
       const entry = readStreamItem(item);
-      if (entry.id === read.lastEventId) return { taken, position: entry };
+      // Below the position, only what the cap still keeps: the newest `cap` entries, the position's own among them.
+      if (floor !== undefined && (entry.appendKey <= floor || taken.length + 1 >= read.cap)) return { taken, position };
+      if (position === undefined && entry.id === read.lastEventId) {
+        position = entry;
+        floor = lookbackFloor(entry);
+        continue;
+      }
       taken.push(entry);
       if (entry.id > read.lastEventId) greater++;
     }
     start = page.LastEvaluatedKey;
-  } while (start && greater < want);
-  return { taken, position: undefined };
+  } while (start && (position !== undefined || greater < want));
+  return { taken, position };
 }
 
 /** The replayed events, with the long recipient lists fetched from their event items. */

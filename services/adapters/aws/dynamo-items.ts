@@ -168,13 +168,23 @@ export async function batchGetAll(client: DynamoDBClient, tableName: string, ite
  * Puts every item (overwriting: each put here is idempotent), 25 per request,
  * a few requests at once, retrying `UnprocessedItems` until the deadline.
  */
-export async function batchWriteAll(client: DynamoDBClient, tableName: string, items: readonly Item[]): Promise<void> {
+export interface WriteOptions {
+  /**
+   * No request is sent once it fires, and one in flight is abandoned; the
+   * call then fails `unavailable`. The SDK's own retries stop with it.
+   */
+  readonly signal?: AbortSignal;
+}
+
+export async function batchWriteAll(client: DynamoDBClient, tableName: string, items: readonly Item[], options: WriteOptions = {}): Promise<void> {
   await mapLimit(chunks(items, BATCH_WRITE_ITEMS), BATCH_CONCURRENCY, async (chunk) => {
     const deadline = Date.now() + UNPROCESSED_DEADLINE_MS;
     let pending = chunk.map((Item) => ({ PutRequest: { Item } }));
     for (let attempt = 0; pending.length > 0; attempt++) {
       if (attempt > 0) await waitOrGiveUp(attempt, deadline, 'dynamodb.batchWriteItem', pending.length);
-      const out = await call('dynamodb.batchWriteItem', () => client.send(new BatchWriteItemCommand({ RequestItems: { [tableName]: pending } })));
+      const out = await call('dynamodb.batchWriteItem', () =>
+        client.send(new BatchWriteItemCommand({ RequestItems: { [tableName]: pending } }), options.signal ? { abortSignal: options.signal } : {}),
+      );
       pending = (out.UnprocessedItems?.[tableName] ?? []).flatMap((request) => (request.PutRequest?.Item ? [{ PutRequest: { Item: request.PutRequest.Item } }] : []));
     }
   });
