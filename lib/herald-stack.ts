@@ -188,6 +188,7 @@ export class HeraldStack extends Stack {
       bus: this.bus,
       publisher: this.publisher.function,
       janitor: this.janitor.function,
+      ingestDeadLetters: this.ingest.deadLetters,
       ...(props.alarmTopicArn === undefined ? {} : { alarmTopic: sns.Topic.fromTopicArn(this, 'AlarmTopic', props.alarmTopicArn) }),
     });
     this.addOutputs();

@@ -4,6 +4,7 @@ import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as sns from 'aws-cdk-lib/aws-sns';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { NodeBus } from './node-bus';
 import type { SseService } from './sse-service';
@@ -13,6 +14,12 @@ export interface OperationsProps {
   readonly bus: NodeBus;
   readonly publisher: lambda.IFunction;
   readonly janitor: lambda.IFunction;
+  /**
+   * The ingest topic's dead-letter queue: a message there is a notification a
+   * service sent that was never published.
+   * @default - no alarm on it
+   */
+  readonly ingestDeadLetters?: sqs.IQueue;
   /**
    * Notified when an alarm fires and when it clears.
    * @default - no action: the alarms show in the CloudWatch console only
@@ -105,6 +112,18 @@ export class Operations extends Construct {
         evaluationPeriods: 3,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
+      ...(props.ingestDeadLetters === undefined
+        ? []
+        : [
+            new cloudwatch.Alarm(this, 'IngestDeadLetters', {
+              alarmDescription: 'Notifications sent to the Herald ingest topic failed five tries and wait in its dead-letter queue: fix the cause, then redrive them.',
+              metric: props.ingestDeadLetters.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: cloudwatch.Stats.MAXIMUM }),
+              threshold: 1,
+              comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+              evaluationPeriods: 1,
+              treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+            }),
+          ]),
     ];
     if (props.alarmTopic) {
       const action = new actions.SnsAction(props.alarmTopic);

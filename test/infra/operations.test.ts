@@ -3,6 +3,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { describe, expect, it } from 'vitest';
 import { HeraldNetwork } from '../../lib/constructs/herald-network';
 import { HeraldTable } from '../../lib/constructs/herald-table';
+import { IngestTopic } from '../../lib/constructs/ingest-topic';
 import { JanitorFunction } from '../../lib/constructs/janitor-function';
 import { LogBucket } from '../../lib/constructs/log-bucket';
 import { NodeBus } from '../../lib/constructs/node-bus';
@@ -35,17 +36,19 @@ function setup(withTopic = false) {
   const service = new SseService(stack, 'Nodes', { vpc: network.vpc, bus, table, image: nodeImageFromRepository(), accessLogBucket: logs.bucket, allowPlainHttp: true });
   const publisher = new PublisherFunction(stack, 'Publisher', { bus, table, entry: entryOrFixture('services/publisher/lambda.ts') });
   const janitor = new JanitorFunction(stack, 'Janitor', { bus, table, entry: entryOrFixture('services/janitor/lambda.ts') });
+  const ingest = new IngestTopic(stack, 'Ingest', { key: bus.key, publisher: publisher.function });
   const alarmTopic = withTopic ? sns.Topic.fromTopicArn(stack, 'Pager', 'arn:aws:sns:us-east-1:123456789012:pager') : undefined;
   new Operations(stack, 'Operations', {
     service,
     bus,
     publisher: publisher.function,
     janitor: janitor.function,
+    ingestDeadLetters: ingest.deadLetters,
     ...(alarmTopic === undefined ? {} : { alarmTopic }),
   });
   const template = Template.fromStack(stack);
   const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => (a as { Properties: AlarmProps }).Properties);
-  return { stack, service, publisher, template, alarms };
+  return { stack, service, publisher, ingest, template, alarms };
 }
 
 const defaults = once(() => setup());
@@ -99,7 +102,19 @@ describe('Operations', () => {
     expect(alarm(alarms, /publisher failed/)).toMatchObject({ MetricName: 'Errors', Namespace: 'AWS/Lambda', Dimensions: [{ Name: 'FunctionName', Value: fn }], Threshold: 1 });
     expect(alarm(alarms, /throttled/)).toMatchObject({ MetricName: 'Throttles', Dimensions: [{ Name: 'FunctionName', Value: fn }], Threshold: 1 });
     expect(alarm(alarms, /janitor failed/)).toMatchObject({ MetricName: 'Errors' });
-    expect(alarms).toHaveLength(6);
+    expect(alarms).toHaveLength(7);
+  });
+
+  it('alarms on any message in the ingest dead-letter queue', () => {
+    const { stack, ingest, alarms } = defaults();
+    expect(alarm(alarms, /dead-letter queue/)).toMatchObject({
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Namespace: 'AWS/SQS',
+      Dimensions: [{ Name: 'QueueName', Value: resolved(stack, ingest.deadLetters.queueName) }],
+      Statistic: 'Maximum',
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+    });
   });
 
   it('notifies the alarm topic on alarm and on recovery when one is given', () => {
