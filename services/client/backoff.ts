@@ -1,3 +1,5 @@
+import { backoffCeiling, equalJitter } from '../shared/backoff';
+
 export interface BackoffOptions {
   /** Ceiling of the first delay. @default 1000 */
   readonly initialMs?: number;
@@ -30,9 +32,9 @@ export class Backoff {
   }
 
   next(): number {
-    const ceiling = Math.min(this.maxMs, this.initialMs * 2 ** Math.min(this.attempts, 30));
+    const ceiling = backoffCeiling(this.attempts, { firstMs: this.initialMs, maxMs: this.maxMs });
     this.attempts++;
-    return ceiling / 2 + this.random() * (ceiling / 2);
+    return equalJitter(ceiling, this.random);
   }
 
   reset(): void {

@@ -1,3 +1,5 @@
+import { backoffCeiling, delay, equalJitter } from '../shared/backoff';
+
 /**
  * Runs `attempt` until it resolves, waiting a jittered, doubling pause between
  * failures (`firstMs` up to `maxMs`), and gives up — rethrowing the last error —
@@ -9,15 +11,14 @@ export async function retryWithBackoff<T>(
   onRetry?: (error: unknown, attempt: number) => void,
 ): Promise<T> {
   const started = Date.now();
-  let pause = options.firstMs;
   for (let n = 1; ; n++) {
     try {
       return await attempt();
     } catch (error) {
+      const pause = backoffCeiling(n - 1, options);
       if (Date.now() - started + pause > options.giveUpAfterMs || options.stopped?.() === true) throw error;
       onRetry?.(error, n);
-      await new Promise((resolve) => setTimeout(resolve, pause / 2 + Math.random() * (pause / 2)));
-      pause = Math.min(options.maxMs, pause * 2);
+      await delay(equalJitter(pause));
     }
   }
 }

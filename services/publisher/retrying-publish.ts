@@ -1,5 +1,6 @@
 import type { HeraldEvent } from '../protocol/envelope';
 import { isHeraldError, withIds } from '../protocol/errors';
+import { backoffCeiling, delay, equalJitter } from '../shared/backoff';
 import type { Logger } from '../shared/log';
 import { PublishProgress, publish, type PublishDeps, type PublishResult } from './publish';
 
@@ -52,6 +53,5 @@ export async function publishWithRetry(
 
 /** Half fixed, half random: publishers that failed together do not retry together. */
 function pause(attempt: number, retry: RetryPolicy): Promise<void> {
-  const ceiling = Math.min(retry.maxDelayMs, retry.firstDelayMs * 2 ** (attempt - 1));
-  return new Promise((resolve) => setTimeout(resolve, ceiling / 2 + Math.random() * (ceiling / 2)));
+  return delay(equalJitter(backoffCeiling(attempt - 1, { firstMs: retry.firstDelayMs, maxMs: retry.maxDelayMs })));
 }

@@ -1,12 +1,12 @@
 /** Pacing shared by the aws adapters' batch loops and retries (DynamoDB and SNS alike). */
+import { backoffCeiling, delay, fullJitter } from '../../shared/backoff';
 
 /**
  * Full jitter (a random wait up to a doubling ceiling): writers that collided
  * on one item must not collide again on the retry.
  */
 export function backoff(attempt: number, firstMs = 10, maxMs = 250): Promise<void> {
-  const ceiling = Math.min(maxMs, firstMs * 2 ** Math.min(attempt, 20));
-  return new Promise((resolve) => setTimeout(resolve, Math.random() * ceiling));
+  return delay(fullJitter(backoffCeiling(attempt, { firstMs, maxMs })));
 }
 
 /** `fn` over `items` with at most `limit` in flight; results in input order. */

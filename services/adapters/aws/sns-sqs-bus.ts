@@ -4,6 +4,7 @@ import { DeleteMessageBatchCommand, ReceiveMessageCommand, type Message, type SQ
 import type { Bus, BusEntry, BusHandler, BusMessage, BusTarget, MissedHandler } from '../../ports/bus';
 import { NODE_ATTRIBUTE, encodeBusProbe, isNodeId, parseBusWireMessage, type BusWireMessage } from '../../protocol/bus-message';
 import { unavailable } from '../../protocol/faults';
+import { backoffCeiling, equalJitter } from '../../shared/backoff';
 import type { Logger } from '../../shared/log';
 import { malformedMessageFacts } from '../../shared/malformed-message';
 import { closeNodeQueue, isQueueMissing, openNodeQueue, type NodeQueue } from './node-queue';
@@ -323,8 +324,7 @@ export class SnsSqsBus implements Bus {
 
   /** Capped exponential backoff with jitter (half fixed, half random), cut short by close. */
   private pause(failures: number): Promise<void> {
-    const ceiling = Math.min(this.backoff.maxMs, this.backoff.firstMs * 2 ** Math.min(failures - 1, 30));
-    return this.sleep(ceiling / 2 + Math.random() * (ceiling / 2));
+    return this.sleep(equalJitter(backoffCeiling(failures - 1, this.backoff)));
   }
 
   /** Waits `ms`, or less if close() begins. */

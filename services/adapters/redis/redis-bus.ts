@@ -2,6 +2,7 @@ import { BusBatchError, type Bus, type BusEntry, type BusHandler, type BusMessag
 import { ALL_NODES, encodeBusMessageWithin, isNodeId, parseBusMessage } from '../../protocol/bus-message';
 import { HeraldError } from '../../protocol/errors';
 import { unavailable } from '../../protocol/faults';
+import { backoffCeiling, delay } from '../../shared/backoff';
 import type { Logger } from '../../shared/log';
 import { malformedMessageFacts } from '../../shared/malformed-message';
 import { luaScript, type RedisConnection } from './redis-connection';
@@ -221,7 +222,6 @@ export class RedisBus implements Bus {
       return;
     }
     const attempts = this.options.handlerAttempts ?? 3;
-    const { firstMs, maxMs } = this.backoff;
     for (let attempt = 1; !this.closed; attempt++) {
       try {
         await invoke(onMessage, message);
@@ -229,7 +229,7 @@ export class RedisBus implements Bus {
       } catch (error) {
         log.warn('bus.handler_failed', { entryId, kind: message.kind, attempt, error });
         if (attempt >= attempts) return;
-        await new Promise((resolve) => setTimeout(resolve, Math.min(maxMs, firstMs * 2 ** (attempt - 1))));
+        await delay(backoffCeiling(attempt - 1, this.backoff));
       }
     }
   }

@@ -1,3 +1,4 @@
+import { backoffCeiling, equalJitter } from '../../shared/backoff';
 import type { Logger } from '../../shared/log';
 import { luaScript, type RedisConnection, type RedisReply } from './redis-connection';
 import type { StreamKeys } from './redis-keys';
@@ -143,10 +144,9 @@ export class StreamReader {
 
   /** Capped exponential backoff, half fixed and half random, cut short by stop(). */
   private pause(failures: number): Promise<void> {
-    const { firstMs, maxMs } = this.options.backoff;
-    const ceiling = Math.min(maxMs, firstMs * 2 ** Math.min(failures - 1, 30));
+    const ms = equalJitter(backoffCeiling(failures - 1, this.options.backoff));
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ceiling / 2 + Math.random() * (ceiling / 2));
+      const timer = setTimeout(done, ms);
       this.wake = done;
       function done(): void {
         clearTimeout(timer);
