@@ -22,10 +22,17 @@ export default tseslint.config(
   },
   {
     // protocol/ and ports/ are shared with the browser client and every adapter:
-    // they must not reach for Node, AWS or an adapter (STYLE.md, "dependencies point inward").
+    // they must not reach for Node, AWS or an adapter (dependencies point inward).
     files: ['services/protocol/**/*.ts', 'services/ports/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', { patterns: ['node:*', '@aws-sdk/*', '**/adapters/**', '**/node/**', 'hono', 'hono/*'] }],
+    },
+  },
+  {
+    // protocol/ is the innermost layer: the ports speak its words, never the other way round.
+    files: ['services/protocol/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: ['node:*', '@aws-sdk/*', '**/adapters/**', '**/node/**', '**/ports/**', 'hono', 'hono/*'] }],
     },
   },
   {

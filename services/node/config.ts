@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { isLogLevel, type LogLevel } from '../shared/log';
-import type { TabPolicy } from '../protocol/sse-frame';
+import type { TabPolicy } from '../protocol/stream-terms';
 import { isNodeId } from '../protocol/bus-message';
 import type { RateBudget } from '../ports/rate-limiter';
 import { readRedis, type RedisConfig } from './redis-config';

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import type { CloseReason } from '../protocol/sse-frame';
+import type { CloseReason } from '../protocol/stream-terms';
 import { Connection, type BackpressureLimits, type StreamSink } from './connection';
 
 const encoder = new TextEncoder();

@@ -1,4 +1,4 @@
-import type { CloseReason } from '../protocol/sse-frame';
+import type { CloseReason } from '../protocol/stream-terms';
 
 /**
  * What a connection writes to. `http.ServerResponse` satisfies it; unit tests

@@ -1,28 +1,10 @@
-import type { HeraldEvent } from '../protocol/envelope';
+import type { BusMessage } from '../protocol/bus-message';
 import { HeraldError } from '../protocol/errors';
 
 /** Where a bus message goes: the node that holds the recipients, or every node. */
 export type BusTarget = { readonly node: string } | 'all';
 
-export type BusMessage =
-  /**
-   * Write each event, in this order, to this node's connections of the users in
-   * its `to` (or to all of them). At least one event; a publisher packs the
-   * events of a batch bound for one node into one message.
-   */
-  | { readonly kind: 'deliver'; readonly events: readonly HeraldEvent[] }
-  /**
-   * A newer tab of `userId` claimed its place: close `connectionId` with
-   * `replaced`, or, when `reclaim` is set (that newer tab never opened), with
-   * `closing` reason `reclaim`, so the old tab reconnects and takes its place back.
-   */
-  | { readonly kind: 'replace'; readonly userId: string; readonly connectionId: string; readonly byConnectionId: string; readonly reclaim?: true }
-  /**
-   * This node is about to be stopped (ECS marked its task to stop and is
-   * deregistering it from the load balancer): start draining now, inside the
-   * deregistration delay, rather than on SIGTERM after it.
-   */
-  | { readonly kind: 'drain' };
+export type { BusMessage };
 
 /** Called for each message addressed to this node. A rejection means "not handled": the adapter may redeliver. */
 export type BusHandler = (message: BusMessage) => Promise<void>;

@@ -1,5 +1,5 @@
 import type { HeraldEvent } from '../protocol/envelope';
-import type { GapReason } from '../protocol/sse-frame';
+import type { GapReason } from '../protocol/stream-terms';
 
 export interface AppendResult {
   /** False for live-only events (`ttlSeconds` 0), which are never stored. */

@@ -1,4 +1,4 @@
-import type { TabPolicy } from '../protocol/sse-frame';
+import type { TabPolicy } from '../protocol/stream-terms';
 
 /** The stored record of one open stream, kept apart from the live connection (as Mercure does). */
 export interface ConnectionRecord {

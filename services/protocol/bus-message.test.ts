@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { BusMessage } from '../ports/bus';
-import { ALL_NODES, encodeBusMessage, encodeBusMessageWithin, encodeBusProbe, isNodeId, parseBusMessage, parseBusWireMessage, type BusAttributes } from './bus-message';
+import { ALL_NODES, encodeBusMessage, encodeBusMessageWithin, encodeBusProbe, isNodeId, parseBusMessage, parseBusWireMessage, type BusAttributes, type BusMessage } from './bus-message';
 import { parseEnvelope, type HeraldEvent } from './envelope';
 import { HeraldError, type ErrorCode } from './errors';
 import { eventIdFloor, isEventId } from './event-id';

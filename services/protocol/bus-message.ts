@@ -34,7 +34,6 @@
  * clients cannot dedupe. Direct publishers should send an `id`.
  */
 import { parseEnvelope, type EnvelopeOptions, type HeraldEvent } from './envelope';
-import type { BusMessage } from '../ports/bus';
 import { HeraldError, type ErrorCode } from './errors';
 import { MAX_BATCH, MAX_DATA_BYTES_CEILING } from './limits';
 import {
@@ -50,6 +49,27 @@ import {
   serializeData,
 } from './notification-fields';
 import { utf8Length } from './utf8';
+
+/** What travels on the bus between publishers and nodes; the wire form is below. */
+export type BusMessage =
+  /**
+   * Write each event, in this order, to this node's connections of the users in
+   * its `to` (or to all of them). At least one event; a publisher packs the
+   * events of a batch bound for one node into one message.
+   */
+  | { readonly kind: 'deliver'; readonly events: readonly HeraldEvent[] }
+  /**
+   * A newer tab of `userId` claimed its place: close `connectionId` with
+   * `replaced`, or, when `reclaim` is set (that newer tab never opened), with
+   * `closing` reason `reclaim`, so the old tab reconnects and takes its place back.
+   */
+  | { readonly kind: 'replace'; readonly userId: string; readonly connectionId: string; readonly byConnectionId: string; readonly reclaim?: true }
+  /**
+   * This node is about to be stopped (ECS marked its task to stop and is
+   * deregistering it from the load balancer): start draining now, inside the
+   * deregistration delay, rather than on SIGTERM after it.
+   */
+  | { readonly kind: 'drain' };
 
 export const BUS_WIRE_VERSION = 1;
 

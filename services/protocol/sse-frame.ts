@@ -5,11 +5,10 @@
  * here, never rewritten.
  */
 import type { HeraldEvent } from './envelope';
+import type { CloseReason, GapReason, TabPolicy } from './stream-terms';
 
 /** Prefix of the id carried by `replaced`; a reconnect that presents it is told to stop. */
 export const REPLACED_ID_PREFIX = 'replaced:';
-
-export type TabPolicy = 'single' | 'multi';
 
 export interface ReadyData {
   readonly connectionId: string;
@@ -18,16 +17,6 @@ export interface ReadyData {
   readonly heartbeatMs: number;
 }
 
-export type GapReason = 'unknown_position' | 'history_trimmed' | 'replay_limit';
-/**
- * Why a stream ends. `reclaim`: this tab lost its place to a newer tab that
- * then never opened (it left, or its node was draining): reconnect to take it
- * back. `resync`: the node may have missed events for it (its bus queue had to
- * be made again): reconnect, and the replay brings them. `max_age`: the
- * stream reached the node's cap on a stream's life (HERALD_MAX_STREAM_S):
- * reconnect, with the same token.
- */
-export type CloseReason = 'draining' | 'token_expired' | 'replaced' | 'reclaim' | 'resync' | 'max_age' | 'slow_consumer' | 'client_closed' | 'server_error';
 
 const LINE_BREAK = /[\r\n]/;
 
