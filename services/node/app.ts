@@ -15,6 +15,22 @@ import { openApiRoute } from './routes/openapi';
 export type HeraldApp = Hono<{ Bindings: HttpBindings }>;
 
 /**
+ * Each path's methods, as the routes registered them: the 405 answers come
+ * from where a route is declared, not from a list kept beside it. Middleware
+ * (`use`, method ALL) and patterns are not resources.
+ */
+function allowedMethods(app: HeraldApp): Map<string, string> {
+  const methods = new Map<string, string[]>();
+  for (const { method, path } of app.routes) {
+    if (method === 'ALL' || path.includes('*') || path.includes(':')) continue;
+    const known = methods.get(path) ?? [];
+    if (!known.includes(method)) known.push(method);
+    methods.set(path, known);
+  }
+  return new Map([...methods].map(([path, list]) => [path, list.join(', ')]));
+}
+
+/**
  * The node's HTTP surface, without listening (main and tests both serve it).
  * Every refusal leaves through `onError` as `{"error": code, "message": …}` with
  * the code's status; anything unexpected is a bare 500 `internal`, its details
@@ -25,11 +41,11 @@ export function createApp(node: HeraldNode, publishDeps: PublishDeps): HeraldApp
   const { log } = node.deps;
 
   eventsRoute(app, node);
-  const publishing = publishRoute(app, node.deps.config, publishDeps, node.metrics);
+  publishRoute(app, node.deps.config, publishDeps, node.metrics);
   operationsRoutes(app, node);
   const assets = webAssets();
-  const client = clientAssetRoute(app, node.deps.config, assets);
-  const description = openApiRoute(app);
+  clientAssetRoute(app, node.deps.config, assets);
+  openApiRoute(app);
   // The demo page and its sign-in exist only in dev mode; otherwise those paths are 404.
   const { config } = node.deps;
   // Registered before the dev routes, so it runs first on them; filled in once they are known.
@@ -49,16 +65,7 @@ export function createApp(node: HeraldNode, publishDeps: PublishDeps): HeraldApp
       : {};
   for (const path of Object.keys(dev)) devPaths.add(path);
 
-  const allowed: Record<string, string> = {
-    '/events': 'GET',
-    '/healthz': 'GET',
-    '/metrics': 'GET',
-    ...(publishing ? { '/publish': 'POST' } : {}),
-    ...client,
-    ...description,
-    ...dev,
-  };
-  for (const [path, allow] of Object.entries(allowed)) {
+  for (const [path, allow] of allowedMethods(app)) {
     app.all(path, (c) => {
       // RFC 9110 §15.5.6: a 405 names the methods the resource does support.
       c.header('Allow', allow);

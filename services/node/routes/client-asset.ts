@@ -72,7 +72,7 @@ export function sendAsset(c: Context<{ Bindings: HttpBindings }>, found: WebAsse
  * dev mode, where it changes with each build). Public code, so any origin may
  * load it: module scripts are fetched with CORS.
  */
-export function clientAssetRoute(app: Hono<{ Bindings: HttpBindings }>, config: Config, assets: WebAssets): Record<string, string> {
+export function clientAssetRoute(app: Hono<{ Bindings: HttpBindings }>, config: Config, assets: WebAssets): void {
   app.get('/herald-client.js', (c) => {
     const found = assets('herald-client.js');
     if (!found) throw new HeraldError('not_found', 'the client bundle is not built; run `npm run build`');
@@ -81,5 +81,4 @@ export function clientAssetRoute(app: Hono<{ Bindings: HttpBindings }>, config: 
       'Access-Control-Allow-Origin': '*',
     });
   });
-  return { '/herald-client.js': 'GET' };
 }

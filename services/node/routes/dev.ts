@@ -9,6 +9,7 @@ import type { Logger } from '../../shared/log';
 import type { Authenticator, Identity } from '../auth';
 import { readBody } from '../read-body';
 import { sendAsset, type WebAssetName, type WebAssets } from './client-asset';
+import { requireJsonType } from './json-type';
 
 /** A dev session lasts an hour; the stream closes with `token_expired` then, and the demo signs in again. */
 export const DEV_SESSION_SECONDS = 3600;
@@ -16,7 +17,6 @@ const MAX_TEXT_LENGTH = 500;
 const JOB_STEPS = 10;
 const JOB_STEP_MS = 400;
 
-const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
 /** Dev pages load only their own files; the stream and the dev API are same-origin. */
 const PAGE_POLICY = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
@@ -143,7 +143,7 @@ function runJob(step: (n: number) => Promise<unknown>, fail: (error: unknown) =>
 
 /** A small JSON object body. Requiring the JSON type also keeps out cross-site form posts, which cannot send it. */
 async function readJson(c: DevContext): Promise<Record<string, unknown>> {
-  if (!JSON_TYPE.test(c.req.header('content-type') ?? '')) throw new HeraldError('unsupported_media_type', 'send Content-Type: application/json');
+  requireJsonType(c.req.header('content-type'));
   const raw = await readBody(c.env.incoming, 4096);
   let body: unknown;
   try {

@@ -8,6 +8,7 @@ import { publish, type PublishDeps } from '../../publisher/publish';
 import type { Config } from '../config';
 import type { NodeMetrics } from '../metrics';
 import { readBody } from '../read-body';
+import { jsonBodyOnly } from './json-type';
 
 /** Hashing both sides first makes the comparison constant-time whatever the lengths. */
 function sameSecret(given: string, expected: string): boolean {
@@ -15,8 +16,6 @@ function sameSecret(given: string, expected: string): boolean {
   return timingSafeEqual(digest(given), digest(expected));
 }
 
-/** `application/json`, with at most a UTF-8 charset parameter (RFC 8259 §8.1: JSON is UTF-8). */
-const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
 /** Refuse, don't repair: bytes that are not UTF-8 are an error, not U+FFFD. */
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -30,9 +29,9 @@ export function publishRoute(
   config: Config,
   deps: PublishDeps,
   metrics: NodeMetrics,
-): boolean {
+): void {
   const { publishToken } = config;
-  if (publishToken === undefined) return false;
+  if (publishToken === undefined) return;
   const maxBodyBytes = maxPublishBodyBytes(config.maxDataBytes);
 
   app.post(
@@ -42,15 +41,9 @@ export function publishRoute(
       if (!match?.[1] || !sameSecret(match[1], publishToken)) {
         throw new HeraldError('publisher_unauthorized', 'send the publisher token as Authorization: Bearer');
       }
-      if (!JSON_TYPE.test(c.req.header('content-type') ?? '')) {
-        throw new HeraldError('unsupported_media_type', 'send Content-Type: application/json');
-      }
-      const encoding = c.req.header('content-encoding');
-      if (encoding !== undefined && encoding.toLowerCase() !== 'identity') {
-        throw new HeraldError('unsupported_media_type', `Content-Encoding ${encoding} is not accepted; send the JSON uncompressed`);
-      }
       return next();
     },
+    jsonBodyOnly,
     async (c) => {
       const raw = await readBody(c.env.incoming, maxBodyBytes);
       let body: unknown;
@@ -69,5 +62,4 @@ export function publishRoute(
       return c.json(batch ? { results } : results[0], 202);
     },
   );
-  return true;
 }
