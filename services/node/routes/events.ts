@@ -18,7 +18,7 @@ const IDENTITY_PARAMS = ['userid', 'user', 'uid', 'user_id', 'sub', 'token', 'ac
  * `GET /events`. The stream response is written straight to Node's
  * `ServerResponse` rather than through Hono's `streamSSE`: that helper costs
  * about 44 KB per idle connection (a web ReadableStream, a TransformStream and
- * their promises, see shared/research/toolchain-spike.md §5) and hangs a writer
+ * their promises, as measured when the node was first built) and hangs a writer
  * on a client that stops reading. Here a stream is a socket, a small object and
  * Node's own write buffer, capped in bytes.
  */
