@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { NodeDirectory, type NodeRecord, type NodeTable } from './node-directory';
+import { NodeDirectory, nodesByUser, type NodeRecord, type NodeTable, type OwnedRecord } from './node-directory';
 
 const START_MS = 1_000_000_000;
 
@@ -94,5 +94,31 @@ describe('NodeDirectory.expiriesOf', () => {
     await nodes.expiriesOf(records('dead'), nodes.mark());
     // One read fills the cache after clear, and one more is needed to find the node missing again.
     expect(reads() - before).toBe(2);
+  });
+});
+
+describe('NodeDirectory.live and nodesByUser', () => {
+  const owned = (userId: string, nodeId: string, expiresAtMs: number): OwnedRecord => ({ userId, nodeId, connectedAtMs: START_MS - 1_000, expiresAtMs });
+
+  it('keeps records that are unexpired and on a node whose heartbeat has not lapsed', async () => {
+    const { nodes, now } = directory({ up: START_MS + 15_000, lapsed: START_MS - 1 });
+    const kept = owned('alice', 'up', now() + 60_000);
+    const live = await nodes.live([kept, owned('bob', 'up', now()), owned('carol', 'lapsed', now() + 60_000), owned('dave', 'unknown', now() + 60_000)]);
+    expect(live).toEqual([kept]);
+  });
+
+  it('reads nothing for records that have all expired', async () => {
+    const { nodes, reads, now } = directory({ up: START_MS + 15_000 });
+    expect(await nodes.live([owned('alice', 'up', now() - 1)])).toEqual([]);
+    expect(reads()).toBe(0);
+  });
+
+  it('groups the distinct nodes of each user', () => {
+    expect(nodesByUser([owned('alice', 'a', 1), owned('alice', 'b', 1), owned('alice', 'a', 1), owned('bob', 'a', 1)])).toEqual(
+      new Map([
+        ['alice', ['a', 'b']],
+        ['bob', ['a']],
+      ]),
+    );
   });
 });

@@ -9,6 +9,23 @@ export interface NodeRecord {
   readonly connectedAtMs: number;
 }
 
+/** An owner record as `live` and `nodesByUser` read it. */
+export interface OwnedRecord extends NodeRecord {
+  readonly userId: string;
+  readonly expiresAtMs: number;
+}
+
+/** The distinct nodes holding each user, from live records: what `Owners.locate` answers. */
+export function nodesByUser(records: readonly OwnedRecord[]): Map<string, string[]> {
+  const found = new Map<string, string[]>();
+  for (const r of records) {
+    const nodes = found.get(r.userId) ?? [];
+    if (!nodes.includes(r.nodeId)) nodes.push(r.nodeId);
+    found.set(r.userId, nodes);
+  }
+  return found;
+}
+
 /** Dead nodes remembered at most; past it the oldest is forgotten, which costs one table read if its records turn up again. */
 const MAX_GONE = 10_000;
 /**
@@ -82,6 +99,29 @@ export class NodeDirectory {
       for (const { nodeId } of records) if (!table.has(nodeId)) this.remember(nodeId);
     }
     return new Map(records.map((r) => [r.nodeId, table.get(r.nodeId) ?? 0]));
+  }
+
+  /**
+   * The live ones among records just read: unexpired, on a node whose
+   * heartbeat has not lapsed. A record whose node is missing from the cached
+   * table is re-checked against a table fetched after the records were read: a
+   * node heartbeats before it claims, so that fetch has the heartbeat of every
+   * node whose claim was seen. Without this, a publisher whose cache predates a
+   * new node's first heartbeat would find its users offline for up to
+   * `cacheMs`, losing events, since the replay may already have run. A dead
+   * node costs no re-read: one the table lists as dead is in the cache, and one
+   * whose entry was removed is remembered as gone (`expiriesOf`), so its
+   * leftover records, live until their tokens expire, do not make every call
+   * read the table again. Only a lapsed node that heartbeats again is seen
+   * late, within `cacheMs`.
+   */
+  async live<R extends OwnedRecord>(records: readonly R[]): Promise<R[]> {
+    const mark = this.mark();
+    const now = this.clock();
+    const unexpired = records.filter((r) => r.expiresAtMs > now);
+    if (unexpired.length === 0) return [];
+    const expiries = await this.expiriesOf(unexpired, mark);
+    return unexpired.filter((r) => (expiries.get(r.nodeId) ?? 0) > now);
   }
 
   invalidate(): void {

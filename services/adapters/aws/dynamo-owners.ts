@@ -20,7 +20,7 @@ import {
   ttlAt,
   type Item,
 } from './dynamo-items';
-import { NodeDirectory, type NodeTable } from '../../shared/node-directory';
+import { NodeDirectory, nodesByUser, type NodeTable } from '../../shared/node-directory';
 import { TABLE } from './table';
 
 export interface DynamoOwnersOptions {
@@ -72,7 +72,7 @@ export class DynamoOwners implements Owners {
     );
     const before = Attributes ? readConns(record.userId, Attributes) : [];
     // A retried claim of this very connection (an SDK retry after a timeout) is not another tab.
-    return { ok: true, displaced: await this.live(before.filter((r) => r.connectionId !== record.connectionId)) };
+    return { ok: true, displaced: await this.nodes.live(before.filter((r) => r.connectionId !== record.connectionId)) };
   }
 
   /** Read, count live tabs, write back only if nobody wrote in between (`v`); retry on a collision. */
@@ -83,7 +83,7 @@ export class DynamoOwners implements Owners {
         this.client.send(new GetItemCommand({ TableName: this.tableName, Key: keys.owner(record.userId), ConsistentRead: true })),
       );
       const stored = Item ? readConns(record.userId, Item) : [];
-      const live = await this.live(stored.filter((r) => r.connectionId !== record.connectionId));
+      const live = await this.nodes.live(stored.filter((r) => r.connectionId !== record.connectionId));
       if (live.length >= maxTabs) return { ok: false, reason: 'too_many_tabs', active: live.length };
       // Dead records are dropped on the way: the item only grows with live tabs.
       const written = await conditional('dynamodb.putItem', () =>
@@ -132,8 +132,7 @@ export class DynamoOwners implements Owners {
 
   async locate(userIds: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {
     const users = [...new Set(userIds)];
-    const found = new Map<string, string[]>();
-    if (users.length === 0) return found;
+    if (users.length === 0) return new Map();
     const userOf = new Map(users.map((u) => [keys.ownerPk(u), u]));
     const items = await batchGetAll(this.client, this.tableName, users.map(keys.owner), { attributes: [TABLE.partitionKey, 'conns'] });
     const records = items.flatMap((item) => {
@@ -141,40 +140,13 @@ export class DynamoOwners implements Owners {
       if (userId === undefined) throw malformed(OWNER, 'BatchGetItem answered a key it was not asked for');
       return readConns(userId, item);
     });
-    for (const r of await this.live(records)) {
-      const nodes = found.get(r.userId) ?? [];
-      if (!nodes.includes(r.nodeId)) nodes.push(r.nodeId);
-      found.set(r.userId, nodes);
-    }
-    return found;
+    return nodesByUser(await this.nodes.live(records));
   }
 
   /** The shared client belongs to the composition root; only the cache is dropped. */
   close(): Promise<void> {
     this.nodes.clear();
     return Promise.resolve();
-  }
-
-  /**
-   * The live ones among records just read. A record whose node is missing from
-   * the cached table is re-checked against a table fetched after the records
-   * were read: a node heartbeats before it claims, so that fetch has the
-   * heartbeat of every node whose claim we saw. Without this, a publisher whose
-   * cache predates a new node's first heartbeat would find its users offline
-   * for up to `nodeCacheMs` — losing events, since the replay may already have run.
-   * A dead node costs no re-read: one the table lists as dead (shut down, or
-   * crashed and not yet swept) is in the cache, and one whose item the janitor
-   * deleted is remembered as gone by the directory, so its leftover records,
-   * live until their tokens expire, do not make every call query the `nodes`
-   * partition. Only a lapsed node that heartbeats again is seen late, within `nodeCacheMs`.
-   */
-  private async live(records: readonly ConnectionRecord[]): Promise<ConnectionRecord[]> {
-    const mark = this.nodes.mark();
-    const now = this.clock();
-    const unexpired = records.filter((r) => r.expiresAtMs > now);
-    if (unexpired.length === 0) return [];
-    const expiries = await this.nodes.expiriesOf(unexpired, mark);
-    return unexpired.filter((r) => (expiries.get(r.nodeId) ?? 0) > now);
   }
 }
 

@@ -1,7 +1,7 @@
 import { systemClock, type Clock } from '../../ports/clock';
 import type { ClaimPolicy, ClaimResult, ConnectionRecord, Owners } from '../../ports/owners';
 import { unavailable } from '../../protocol/faults';
-import { NodeDirectory, type NodeTable } from '../../shared/node-directory';
+import { NodeDirectory, nodesByUser, type NodeTable } from '../../shared/node-directory';
 import { luaScript, type RedisCommands, type RedisReply } from './redis-connection';
 import { DEFAULT_KEY_PREFIX, redisKeys, type RedisKeys } from './redis-keys';
 
@@ -117,7 +117,7 @@ export class RedisOwners implements Owners {
     const reply = await this.redis.script(CLAIM_SINGLE, [this.keys.owners(record.userId)], [record.connectionId, encodeRecord(record), String(ttl)]);
     // A retried claim of this very connection is not another tab.
     const before = readRecords(record.userId, reply).filter((r) => r.connectionId !== record.connectionId);
-    return { ok: true, displaced: await this.live(before) };
+    return { ok: true, displaced: await this.nodes.live(before) };
   }
 
   async release(userId: string, connectionId: string): Promise<void> {
@@ -133,16 +133,10 @@ export class RedisOwners implements Owners {
   /** One HGETALL per user, all issued together: the client pipelines them (per shard, on a cluster). */
   async locate(userIds: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {
     const users = [...new Set(userIds)];
-    const found = new Map<string, string[]>();
-    if (users.length === 0) return found;
+    if (users.length === 0) return new Map();
     const replies = await Promise.all(users.map((u) => this.redis.command(this.keys.owners(u), ['HGETALL', this.keys.owners(u)])));
     const records = users.flatMap((userId, i) => readRecords(userId, replies[i]!));
-    for (const r of await this.live(records)) {
-      const nodes = found.get(r.userId) ?? [];
-      if (!nodes.includes(r.nodeId)) nodes.push(r.nodeId);
-      found.set(r.userId, nodes);
-    }
-    return found;
+    return nodesByUser(await this.nodes.live(records));
   }
 
   /** The connection belongs to the composition root; only the cache is dropped. */
@@ -170,20 +164,6 @@ export class RedisOwners implements Owners {
     throw unavailable('a multi-tab claim kept meeting nodes missing from the heartbeat table');
   }
 
-  /**
-   * The live ones among records just read. A record whose node is missing
-   * from the cached table is checked against a table fetched after the records
-   * were read: a node heartbeats before it claims, so that fetch has the
-   * heartbeat of every node whose claim we saw (see DynamoOwners.live).
-   */
-  private async live(records: readonly ConnectionRecord[]): Promise<ConnectionRecord[]> {
-    const mark = this.nodes.mark();
-    const now = this.clock();
-    const unexpired = records.filter((r) => r.expiresAtMs > now);
-    if (unexpired.length === 0) return [];
-    const expiries = await this.nodes.expiriesOf(unexpired, mark);
-    return unexpired.filter((r) => (expiries.get(r.nodeId) ?? 0) > now);
-  }
 
   private async readNodes(): Promise<NodeTable> {
     const reply = await this.redis.command(this.keys.nodes, ['HGETALL', this.keys.nodes]);
