@@ -44,14 +44,19 @@ async function gatedKeyServer(): Promise<{ url: string; waiting: () => number; r
 
 const outcome = (stream: SseStream): string => (stream.status === 200 ? 'open' : `${stream.status} ${(JSON.parse(stream.body) as { error: string }).error}`);
 
-async function burst(env: Record<string, string>): Promise<string[]> {
+/**
+ * A burst of BURST stream requests that all need the key set. Held until
+ * every request past the cap of `allowed` has been refused with `refused`,
+ * so the admitted ones are the ones waiting on the key server.
+ */
+async function burst(env: Record<string, string>, allowed: number, refused: string): Promise<string[]> {
   const keys = await gatedKeyServer();
   const node = await startTestNode({ env: { HERALD_JWT_SECRET: '', HERALD_JWKS_URL: keys.url, HERALD_JWT_ISSUER: ISSUER, HERALD_JWT_AUDIENCE: AUDIENCE, ...env } });
   const tokens = await Promise.all(Array.from({ length: BURST }, (_, i) => keys.sign(`user-${i}`)));
   const streams = tokens.map((token, i) => openStream(node.url, { token, label: `user-${i}` }));
-  // Every admitted request is now waiting on the key set (one fetch, shared): let it through.
+  // Every request is either refused at admission or waiting on the key set (one fetch, shared): then let it through.
   await expect.poll(() => keys.waiting(), { timeout: 5_000 }).toBeGreaterThan(0);
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await expect.poll(() => node.metric(`herald_refusals_total{code="${refused}"}`), { timeout: 5_000 }).toBe(BURST - allowed);
   keys.release();
   const settled = await Promise.all(streams);
   onTestFinished(() => settled.forEach((s) => s.close()));
@@ -60,13 +65,13 @@ async function burst(env: Record<string, string>): Promise<string[]> {
 
 describe('admission while authentication is in flight', () => {
   it('opens exactly HERALD_MAX_CONNECTIONS streams out of a burst, and refuses the rest with node_full', async () => {
-    const outcomes = await burst({ HERALD_MAX_CONNECTIONS: '3' });
+    const outcomes = await burst({ HERALD_MAX_CONNECTIONS: '3' }, 3, 'node_full');
     expect(outcomes.filter((o) => o === 'open')).toHaveLength(3);
     expect(outcomes.filter((o) => o === '503 node_full')).toHaveLength(BURST - 3);
   });
 
   it('opens exactly HERALD_MAX_CONNECTIONS_PER_IP streams from one address out of a burst', async () => {
-    const outcomes = await burst({ HERALD_MAX_CONNECTIONS_PER_IP: '4' });
+    const outcomes = await burst({ HERALD_MAX_CONNECTIONS_PER_IP: '4' }, 4, 'too_many_streams');
     expect(outcomes.filter((o) => o === 'open')).toHaveLength(4);
     expect(outcomes.filter((o) => o === '429 too_many_streams')).toHaveLength(BURST - 4);
   });

@@ -24,6 +24,11 @@ async function socketTo(node: TestNode): Promise<Socket> {
   return socket;
 }
 
+/** Sockets the node's server holds now. */
+function openSockets(node: TestNode): Promise<number> {
+  return new Promise((resolve, reject) => node.server.getConnections((error, count) => (error ? reject(error) : resolve(count))));
+}
+
 /** What the server sent until it closed the socket, and when it closed it (ms after `since`). */
 function untilClosed(socket: Socket, since: number): Promise<{ text: string; afterMs: number }> {
   let text = '';
@@ -73,8 +78,8 @@ describe('the socket cap (HERALD_MAX_SOCKETS)', () => {
   it('closes sockets past the cap unanswered, counts them, and keeps serving the ones it holds', async () => {
     const node = await startTestNode({ env: { HERALD_MAX_CONNECTIONS: '2', HERALD_MAX_SOCKETS: '3' } });
     const held = await Promise.all([socketTo(node), socketTo(node), socketTo(node)]);
-    // The server counts a socket once it has accepted it: give it a moment to see all three.
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Connected on this side is not yet accepted on the server's: wait until it holds all three.
+    await expect.poll(() => openSockets(node)).toBe(3);
     const extra = await socketTo(node);
     const closed = await withDeadline(untilClosed(extra, Date.now()), 5_000, 'the node to close the socket past the cap');
     expect(closed.text).toBe('');
@@ -86,7 +91,8 @@ describe('the socket cap (HERALD_MAX_SOCKETS)', () => {
     first.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
     expect((await withDeadline(answer, 5_000, 'the /healthz answer on a held socket')).text).toMatch(/^HTTP\/1\.1 200 /);
     for (const socket of held) socket.destroy();
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Below the cap again, so the /metrics request below gets a socket.
+    await expect.poll(() => openSockets(node)).toBe(0);
     expect(await node.metric('herald_sockets_dropped_total')).toBe(1);
   });
 });
