@@ -21,18 +21,34 @@ export default tseslint.config(
     },
   },
   {
+    // What users run (npm run cluster, npm start, the CDK app) and what ships
+    // never depends on test code: the test tiers import scripts/fleet/, not the
+    // other way round. The typescript-eslint twin of no-restricted-imports, so
+    // it adds to the layering rules below instead of replacing them.
+    files: ['scripts/**', 'services/**', 'lib/**', 'bin/**'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/test/**', 'vitest', 'vitest/*'], message: 'test code stays in test/ and *.test.ts: move what both need out of test/ (e.g. to scripts/fleet/).' }] },
+      ],
+    },
+  },
+  {
     // protocol/ and ports/ are shared with the browser client and every adapter:
     // they must not reach for Node, AWS or an adapter (dependencies point inward).
     files: ['services/protocol/**/*.ts', 'services/ports/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: ['node:*', '@aws-sdk/*', '**/adapters/**', '**/node/**', 'hono', 'hono/*'] }],
+      'no-restricted-imports': ['error', { patterns: ['node:*', '@aws-sdk/*', '**/adapters', '**/adapters/**', '**/node/**', 'hono', 'hono/*'] }],
     },
   },
   {
-    // protocol/ is the innermost layer: the ports speak its words, never the other way round.
+    // protocol/ is the innermost layer: the ports speak its words, never the other way round,
+    // and it is every bus's wire schema: a transport's names (SNS attributes, SQS queue names,
+    // the SNS→SQS probe) live in its adapter (services/adapters/aws/bus-naming.ts, bus-probe.ts).
     files: ['services/protocol/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: ['node:*', '@aws-sdk/*', '**/adapters/**', '**/node/**', '**/ports/**', 'hono', 'hono/*'] }],
+      'no-restricted-imports': ['error', { patterns: ['node:*', '@aws-sdk/*', '**/adapters', '**/adapters/**', '**/node/**', '**/ports', '**/ports/**', 'hono', 'hono/*'] }],
     },
   },
   {

@@ -5,7 +5,7 @@
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type { HeraldStackProps } from '../lib/herald-stack';
-import { QUEUE_PREFIX_PATTERN } from '../services/protocol/bus-message';
+import { QUEUE_PREFIX_PATTERN } from '../services/adapters/aws/bus-naming';
 
 export type Lookup = (key: string) => unknown;
 export type Env = Readonly<Record<string, string | undefined>>;

@@ -7,7 +7,7 @@
 //   - with `--redis`, in redis mode, on a `redis-server` this script starts
 //     (Debian's package, installed by scripts/ensure-redis.mjs) on a free port.
 // The demo page and its sign-in are served beside the proxy
-// (test/support/cluster-demo.ts), publishing as that shape's services do: the
+// (scripts/fleet/cluster-demo.ts), publishing as that shape's services do: the
 // publisher library on AWS, `POST /publish` on Redis. Ctrl-C stops everything
 // it started, by pid. Secrets go to .herald/cluster.json (mode 0600), never to
 // the terminal.
@@ -19,11 +19,11 @@ import { parseArgs } from 'node:util';
 import { onStopPresses } from './stop-signals.mjs';
 import { createAwsPublishing } from '../services/publisher/create-publisher';
 import { createLogger } from '../services/shared/log';
-import { startCluster, type ClusterNode, type NodeProcessOptions } from '../test/support/cluster';
-import { clusterDemo, httpDemoPublishing, type ClusterDemo } from '../test/support/cluster-demo';
-import { startEmulators } from '../test/support/emulators';
-import { startRedisFleet } from '../test/support/redis-fleet';
-import { startRedisServer } from '../test/support/redis-server';
+import { startCluster, type ClusterNode, type NodeProcessOptions } from './fleet/cluster';
+import { clusterDemo, httpDemoPublishing, type ClusterDemo } from './fleet/cluster-demo';
+import { startEmulators } from './fleet/emulators';
+import { startRedisFleet } from './fleet/redis-fleet';
+import { startRedisServer } from './fleet/redis-server';
 
 const USAGE = `npm run cluster -- [--redis] [--nodes N] [--port P] [--quiet]
 

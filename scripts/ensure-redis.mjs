@@ -7,7 +7,7 @@
 //   node scripts/ensure-redis.mjs        exit 0 when /usr/bin/redis-server is there
 import { ensureDebianPackage, runAsScript } from './debian-package.mjs';
 
-/** Where Debian's packages put them; test/support/redis-server.ts runs these paths. */
+/** Where Debian's packages put them; scripts/fleet/redis-server.ts runs these paths. */
 export const REDIS_SERVER_PATH = process.env.HERALD_REDIS_SERVER ?? '/usr/bin/redis-server';
 export const REDIS_CLI_PATH = process.env.HERALD_REDIS_CLI ?? '/usr/bin/redis-cli';
 

@@ -4,7 +4,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import type { EndpointAccess } from './herald-network';
-import { NODE_QUEUE_SEPARATOR, QUEUE_PREFIX_PATTERN } from '../../services/protocol/bus-message';
+import { NODE_QUEUE_SEPARATOR, QUEUE_PREFIX_PATTERN } from '../../services/adapters/aws/bus-naming';
 
 export interface NodeBusProps {
   /**

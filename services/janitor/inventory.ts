@@ -8,7 +8,7 @@ import { QueryCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ListSubscriptionsByTopicCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { ListQueuesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { call, keys, readNodeItem, s, type Item } from '../adapters/aws/dynamo-items';
-import { nodeQueueNamePrefix } from '../adapters/aws/node-queue';
+import { nodeQueueNamePrefix } from '../adapters/aws/bus-naming';
 import { TABLE } from '../adapters/aws/table';
 
 export interface Subscription {

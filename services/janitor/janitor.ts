@@ -20,7 +20,8 @@ import { DeleteItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb
 import { UnsubscribeCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { DeleteQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, ListQueueTagsCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { CONDITION_FAILED, conditional, keys, mapLimit, n } from '../adapters/aws/dynamo-items';
-import { NODE_QUEUE_TAGS, isAlreadyGone, nodeIdOfQueueName, nodeQueueNamePrefix } from '../adapters/aws/node-queue';
+import { nodeIdOfQueueName, nodeQueueNamePrefix } from '../adapters/aws/bus-naming';
+import { NODE_QUEUE_TAGS, isAlreadyGone } from '../adapters/aws/node-queue';
 import { systemClock, type Clock } from '../ports/clock';
 import type { Logger } from '../shared/log';
 import { listQueues, listSubscriptions, readHeartbeats, type ListedQueue, type Subscription } from './inventory';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ALL_NODES, encodeBusMessage, encodeBusMessageWithin, encodeBusProbe, isNodeId, parseBusMessage, parseBusWireMessage, type BusAttributes, type BusMessage } from './bus-message';
+import { ALL_NODES, encodeBusMessage, encodeBusMessageWithin, isNodeId, parseBusMessage, type BusAttributes, type BusMessage } from './bus-message';
 import { parseEnvelope, type HeraldEvent } from './envelope';
 import { HeraldError, type ErrorCode } from './errors';
 import { eventIdFloor, isEventId } from './event-id';
@@ -410,23 +410,5 @@ describe('the drain message', () => {
   it('round-trips, and refuses extra fields', () => {
     expect(parseBusMessage(encodeBusMessage({ kind: 'drain' }), { node: 'n-1' })).toEqual({ kind: 'drain' });
     expect(() => parseBusMessage('{"v":1,"kind":"drain","x":1}', { node: 'n-1' })).toThrow(HeraldError);
-  });
-});
-
-describe('the probe', () => {
-  it('round-trips through parseBusWireMessage, which is what the SNS→SQS bus reads', () => {
-    expect(parseBusWireMessage(encodeBusProbe('nonce-1234'), { node: 'n-1' })).toEqual({ kind: 'probe', nonce: 'nonce-1234' });
-  });
-
-  it('never reaches a handler: parseBusMessage refuses it', () => {
-    expect(() => parseBusMessage(encodeBusProbe('nonce-1234'), { node: 'n-1' })).toThrow(/internal to the bus/);
-  });
-
-  it('refuses a nonce that is not 8-64 URL-safe characters, and extra fields', () => {
-    expect(() => encodeBusProbe('short')).toThrow(/nonce/);
-    for (const nonce of ['short', 'x'.repeat(65), 'has space!', 12345678]) {
-      expect(() => parseBusWireMessage(JSON.stringify({ v: 1, kind: 'probe', nonce }), { node: 'n-1' })).toThrow(HeraldError);
-    }
-    expect(() => parseBusWireMessage('{"v":1,"kind":"probe","nonce":"nonce-1234","x":1}', { node: 'n-1' })).toThrow(HeraldError);
   });
 });

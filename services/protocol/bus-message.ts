@@ -12,7 +12,6 @@
  *   {"v":1,"kind":"replace","userId":"alice","connectionId":"c-1","byConnectionId":"c-2"}
  *   {"v":1,"kind":"replace","userId":"alice","connectionId":"c-1","byConnectionId":"c-2","reclaim":true}
  *   {"v":1,"kind":"drain"}
- *   {"v":1,"kind":"probe","nonce":"kq3…"}
  *
  * A deliver of one event keeps the first shape, which nodes of the previous
  * release read during a rolling deploy; several events (1-`MAX_BATCH`, written
@@ -20,8 +19,12 @@
  * Each field of an event is checked by the parsers a publish envelope uses
  * (`notification-fields.ts`), so a bad field gets the same code on either path.
  *
- * A probe is internal to the SNS→SQS bus: a starting node sends it to itself to
- * confirm that its subscription delivers. The bus consumes it; no handler sees it.
+ * This is every bus's schema, whatever carries it (SNS→SQS, Redis Streams,
+ * memory). What a transport adds is its own: how a message names its node on
+ * the way (`BusAttributes`: an SNS message attribute, a stream's key), and any
+ * message of its own that shares this envelope, such as the SNS→SQS bus's
+ * probe (services/adapters/aws/bus-probe.ts), which the bus reads with
+ * `readBusBody` and `parseBusObject` and consumes; here it is an unknown kind.
  *
  * An event's `data` is already serialized JSON, so it is spliced in raw: quoting
  * it as a string would escape every `"` and nearly double it against SNS's
@@ -73,34 +76,24 @@ export type BusMessage =
 
 export const BUS_WIRE_VERSION = 1;
 
-/** The SNS message attribute that routes a message: a node id, or `all`. */
-export const NODE_ATTRIBUTE = 'node';
+/** What a message routed to every node carries in place of a node id. */
 export const ALL_NODES = 'all';
 
 /**
- * A node id as it travels in the `node` attribute and names a queue
- * (`<prefix>_<nodeId>`, at most 80 characters in all). `all` is not a node id.
+ * A node id as it travels with a message (`BusAttributes.node`). At most 40
+ * characters, so that the SNS→SQS bus can name a queue after it
+ * (`<prefix>_<nodeId>`, services/adapters/aws/bus-naming.ts). `all` is not a node id.
  */
 export const NODE_ID_PATTERN = /^[A-Za-z0-9_-]{1,40}$/;
-
-/**
- * Between the queue prefix and the node id in a node queue's name:
- * `<prefix>_<nodeId>`. A prefix cannot contain it, nor can a CloudFormation
- * stack name (the default prefix), so the queues of a stack `Herald` (`Herald_…`)
- * never share a name prefix with those of `Herald-prod` (`Herald-prod_…`), and
- * IAM, alarms and the janitor can select one deployment's queues by `<prefix>_`.
- * Node ids may contain `_`: the node id is what follows the first one.
- */
-export const NODE_QUEUE_SEPARATOR = '_';
-
-/** A queue prefix: 1-39 of A-Z a-z 0-9 - (no `_`), which leaves the node id 40 of SQS's 80 characters. */
-export const QUEUE_PREFIX_PATTERN = /^[A-Za-z0-9-]{1,39}$/;
 
 export function isNodeId(value: string): boolean {
   return NODE_ID_PATTERN.test(value) && value !== ALL_NODES;
 }
 
-/** The routing attributes that came with a body (for SQS: its message attributes, read as strings). */
+/**
+ * The routing that came with a body, beside it: the node it was sent to, or
+ * `all` (for SQS: the `node` message attribute, read as a string).
+ */
 export interface BusAttributes {
   readonly node?: string | undefined;
 }
@@ -110,28 +103,6 @@ const DELIVER_EVENTS_KEYS: ReadonlySet<string> = new Set(['v', 'kind', 'events']
 const EVENT_KEYS: ReadonlySet<string> = new Set(['id', 'event', 'to', 'ttl', 'publishedAtMs', 'data']);
 const REPLACE_KEYS: ReadonlySet<string> = new Set(['v', 'kind', 'userId', 'connectionId', 'byConnectionId', 'reclaim']);
 const DRAIN_KEYS: ReadonlySet<string> = new Set(['v', 'kind']);
-const PROBE_KEYS: ReadonlySet<string> = new Set(['v', 'kind', 'nonce']);
-
-/**
- * A message the SNS→SQS bus sends to its own node to confirm that the path
- * topic → subscription → queue delivers (filter policies and queue policies
- * take effect eventually on AWS). Never a `BusMessage`: no handler sees it.
- */
-export interface BusProbe {
-  readonly kind: 'probe';
-  readonly nonce: string;
-}
-
-/** Whatever may arrive on a node queue: a message for the handler, or a probe for the bus itself. */
-export type BusWireMessage = BusMessage | BusProbe;
-
-/** A probe's nonce: random, URL-safe, short. */
-export const PROBE_NONCE_PATTERN = /^[A-Za-z0-9_-]{8,64}$/;
-
-export function encodeBusProbe(nonce: string): string {
-  if (!PROBE_NONCE_PATTERN.test(nonce)) throw new Error('a probe nonce is 8-64 characters of A-Z a-z 0-9 _ -');
-  return JSON.stringify({ v: BUS_WIRE_VERSION, kind: 'probe', nonce });
-}
 
 // U+FFFE and U+FFFF are legal in JSON but not in an SQS body (allowed: #x9 #xA #xD
 // #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF); SNS would fail to deliver them.
@@ -292,17 +263,14 @@ function readReplace(input: Record<string, unknown>): BusMessage {
 /**
  * Reads one body from the bus. Throws a HeraldError for anything malformed:
  * such a message can never succeed, so the adapter drops it after logging.
- * `options` apply to a plain envelope only (its defaults and clock). A probe
- * is refused here: only the bus that sent it reads it (`parseBusWireMessage`).
+ * `options` apply to a plain envelope only (its defaults and clock).
  */
 export function parseBusMessage(body: string, attributes: BusAttributes, options: EnvelopeOptions = {}): BusMessage {
-  const message = parseBusWireMessage(body, attributes, options);
-  if (message.kind === 'probe') return refuse('envelope_invalid', 'a probe is internal to the bus', 'kind');
-  return message;
+  return parseBusObject(readBusBody(body), attributes, options);
 }
 
-/** As `parseBusMessage`, and a probe too: what the SNS→SQS bus reads from its queue. */
-export function parseBusWireMessage(body: string, attributes: BusAttributes, options: EnvelopeOptions = {}): BusWireMessage {
+/** The JSON object a body holds; refused as `parseBusMessage` refuses a body that is not one. */
+export function readBusBody(body: string): Record<string, unknown> {
   let input: unknown;
   try {
     input = JSON.parse(body);
@@ -310,11 +278,19 @@ export function parseBusWireMessage(body: string, attributes: BusAttributes, opt
     return refuse('json_invalid', 'the body is not JSON', '');
   }
   if (!isPlainObject(input)) return refuse('envelope_invalid', 'the body is not a JSON object', '');
+  return input;
+}
+
+/**
+ * As `parseBusMessage`, from the body's object (`readBusBody`): for a bus that
+ * first looks for a message of its own in it (services/adapters/aws/bus-probe.ts).
+ */
+export function parseBusObject(input: Record<string, unknown>, attributes: BusAttributes, options: EnvelopeOptions = {}): BusMessage {
   if (!('v' in input)) {
     // A service publishing straight to the topic cannot know which node holds a
     // user, so a plain envelope naming one node is not something Herald sent.
     if (attributes.node !== undefined && attributes.node !== ALL_NODES) {
-      return refuse('envelope_invalid', 'a plain envelope is routed to all nodes or has no node attribute', NODE_ATTRIBUTE);
+      return refuse('envelope_invalid', 'a plain envelope is routed to all nodes or has no node attribute', 'node');
     }
     return { kind: 'deliver', events: [parseEnvelope(input, { maxDataBytes: MAX_DATA_BYTES_CEILING, ...options })] };
   }
@@ -324,12 +300,6 @@ export function parseBusWireMessage(body: string, attributes: BusAttributes, opt
   if (input.kind === 'drain') {
     refuseUnknownFields(input, DRAIN_KEYS);
     return { kind: 'drain' };
-  }
-  if (input.kind === 'probe') {
-    refuseUnknownFields(input, PROBE_KEYS);
-    const { nonce } = input;
-    if (typeof nonce !== 'string' || !PROBE_NONCE_PATTERN.test(nonce)) return refuse('envelope_invalid', 'nonce is 8-64 characters of A-Z a-z 0-9 _ -', 'nonce');
-    return { kind: 'probe', nonce };
   }
   return refuse('envelope_invalid', 'kind is "deliver", "replace" or "drain"', 'kind');
 }

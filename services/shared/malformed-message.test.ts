@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseBusWireMessage } from '../protocol/bus-message';
+import { parseBusMessage } from '../protocol/bus-message';
 import { createLogger } from './log';
 import { malformedMessageFacts } from './malformed-message';
 
@@ -26,7 +26,7 @@ const BODIES: Record<string, string> = {
 function logLineFor(body: string): { line: string; fields: Record<string, unknown> } {
   let error: unknown;
   try {
-    parseBusWireMessage(body, {});
+    parseBusMessage(body, {});
   } catch (caught) {
     error = caught;
   }

@@ -5,7 +5,7 @@
  */
 import { DEFAULT_MAX_DATA_BYTES, MAX_BATCH, MAX_DATA_BYTES_CEILING, MAX_TTL_SECONDS } from '../protocol/limits';
 import type { RateBudget } from '../ports/rate-limiter';
-import { NODE_QUEUE_SEPARATOR, QUEUE_PREFIX_PATTERN } from '../protocol/bus-message';
+import { NODE_QUEUE_SEPARATOR, QUEUE_PREFIX_PATTERN } from '../adapters/aws/bus-naming';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 

@@ -6,12 +6,14 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { GetQueueAttributesCommand, GetQueueUrlCommand } from '@aws-sdk/client-sqs';
-import { nodeQueueName } from '../../services/adapters/aws/node-queue';
+import { nodeQueueName } from '../../services/adapters/aws/bus-naming';
 import { buildEntryPoint, type BuiltEntry } from '../support/child-node';
-import { connectUser, startCluster, type Cluster } from '../support/cluster';
-import { eventually } from '../support/deadline';
+import { startCluster, type Cluster } from '../../scripts/fleet/cluster';
+import { connectUser } from '../support/sse-client';
+import { eventually } from '../../scripts/fleet/deadline';
 import { openStream, type SseStream } from '../support/sse-client';
 import { startEmulators, unique, type Emulators } from './emulators';
+import { metricOf } from '../support/prometheus-text';
 
 let emulators: Emulators;
 let entry: BuiltEntry;
@@ -87,9 +89,9 @@ describe('a cluster of node processes on SNS, SQS and DynamoDB', () => {
     const sentinel = await c.node('b').publish({ to: { users: ['bob'] }, event: 'sentinel', data: {} });
     await bob.waitFor((e) => e.id === sentinel.body.id, 'the sentinel for bob', { timeoutMs: 5_000 });
 
-    expect(await c.node('a').metric('herald_bus_messages_total')).toBe(5);
-    expect(await c.node('b').metric('herald_bus_messages_total')).toBe(1);
-    expect(await c.node('b').metric('herald_deliveries_total')).toBe(1);
+    expect(await metricOf(c.node('a').url, 'herald_bus_messages_total')).toBe(5);
+    expect(await metricOf(c.node('b').url, 'herald_bus_messages_total')).toBe(1);
+    expect(await metricOf(c.node('b').url, 'herald_deliveries_total')).toBe(1);
     expect(notificationIds(bob)).toEqual([sentinel.body.id]);
     const { QueueUrl } = await emulators.sqs.send(new GetQueueUrlCommand({ QueueName: nodeQueueName(c.queuePrefix, 'b') }));
     // Handled messages are deleted in pooled batches, within a fraction of a second.

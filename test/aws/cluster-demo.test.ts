@@ -1,6 +1,6 @@
 /**
  * The demo page through the AWS shape (`npm run cluster`): its sign-in and
- * send are answered beside the proxy (test/support/cluster-demo.ts), streams
+ * send are answered beside the proxy (scripts/fleet/cluster-demo.ts), streams
  * and the client bundle come from the aws-mode nodes, and a message sent from
  * one user's page reaches the other's stream through DynamoDB, SNS and SQS.
  */
@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAwsPublishing } from '../../services/publisher/create-publisher';
 import { silentLogger } from '../../services/shared/log';
 import { buildEntryPoint, type BuiltEntry } from '../support/child-node';
-import { clusterDemo, type ClusterDemo } from '../support/cluster-demo';
-import { startCluster, type Cluster } from '../support/cluster';
+import { clusterDemo, type ClusterDemo } from '../../scripts/fleet/cluster-demo';
+import { startCluster, type Cluster } from '../../scripts/fleet/cluster';
 import { openStream } from '../support/sse-client';
 import { TEST_SECRET } from '../support/tokens';
 import { startEmulators, unique, type Emulators } from './emulators';
@@ -36,6 +36,8 @@ beforeAll(async () => {
     nodeIds: ['a', 'b'],
     ...names,
     queuePrefix: label,
+    // The demo signs its sessions with this key: the nodes must accept them.
+    secret: TEST_SECRET,
     env: { HERALD_CONNECT_RATE_PER_IP: '10000', HERALD_TRUST_PROXY: 'true' },
     proxy: { healthCheckIntervalMs: 250, local: demo.local },
   });

@@ -8,14 +8,16 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ListSubscriptionsByTopicCommand } from '@aws-sdk/client-sns';
 import { GetQueueAttributesCommand, GetQueueUrlCommand } from '@aws-sdk/client-sqs';
 import { EventSource } from 'eventsource';
-import { nodeQueueName } from '../../services/adapters/aws/node-queue';
+import { nodeQueueName } from '../../services/adapters/aws/bus-naming';
 import { readHeartbeats } from '../../services/janitor/inventory';
 import { sweep } from '../../services/janitor/janitor';
 import { silentLogger } from '../../services/shared/log';
 import { buildEntryPoint, type BuiltEntry } from '../support/child-node';
-import { connectUser, startCluster, type Cluster, type ClusterNode } from '../support/cluster';
-import { eventually, withDeadline } from '../support/deadline';
+import { startCluster, type Cluster, type ClusterNode } from '../../scripts/fleet/cluster';
+import { connectUser } from '../support/sse-client';
+import { eventually, withDeadline } from '../../scripts/fleet/deadline';
 import { startEmulators, unique, type Emulators } from './emulators';
+import { metricOf } from '../support/prometheus-text';
 
 let emulators: Emulators;
 let entry: BuiltEntry;
@@ -154,7 +156,7 @@ describe('a node leaving the cluster', () => {
     // The other tabs never noticed.
     expect(staying.every((t) => t.landings.length === 1)).toBe(true);
     // What was routed to the dead node's queue while its tabs were away came back through the replay.
-    const replayed = (await c.node('a').metric('herald_replayed_total')) + (await c.node('c').metric('herald_replayed_total'));
+    const replayed = (await metricOf(c.node('a').url, 'herald_replayed_total')) + (await metricOf(c.node('c').url, 'herald_replayed_total'));
     expect(replayed).toBeGreaterThan(0);
   });
 

@@ -13,7 +13,7 @@ import { composeAws } from '../../services/node/compose';
 import { loadConfig } from '../../services/node/config';
 import { startHerald, type RunningHerald } from '../../services/node/server';
 import { createLogger } from '../../services/shared/log';
-import { eventually } from '../support/deadline';
+import { eventually } from '../../scripts/fleet/deadline';
 import { Gate, PortRig } from '../support/gated-ports';
 import { openStream, type SseEvent, type SseStream } from '../support/sse-client';
 import { TEST_PUBLISH_TOKEN, TEST_SECRET, signToken } from '../support/tokens';

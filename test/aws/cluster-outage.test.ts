@@ -6,10 +6,11 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { GetQueueUrlCommand, SetQueueAttributesCommand } from '@aws-sdk/client-sqs';
-import { nodeQueueName } from '../../services/adapters/aws/node-queue';
+import { nodeQueueName } from '../../services/adapters/aws/bus-naming';
 import { buildEntryPoint, type BuiltEntry } from '../support/child-node';
-import { connectUser, startCluster, type Cluster } from '../support/cluster';
-import { eventually } from '../support/deadline';
+import { startCluster, type Cluster } from '../../scripts/fleet/cluster';
+import { connectUser } from '../support/sse-client';
+import { eventually } from '../../scripts/fleet/deadline';
 import type { SseStream } from '../support/sse-client';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
 import { startEmulators, unique, type Emulators } from './emulators';

@@ -1,13 +1,13 @@
 /**
  * The ALB stand-in of `npm run cluster` and the cluster tests
- * (test/support/alb-proxy.ts), against plain `node:http` targets: the cluster
+ * (scripts/fleet/alb-proxy.ts), against plain `node:http` targets: the cluster
  * tests are only as good as its routing and streaming.
  */
 import { createServer, request, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startAlbProxy, type AlbProxy } from '../support/alb-proxy';
-import { withDeadline } from '../support/deadline';
+import { startAlbProxy, type AlbProxy } from '../../scripts/fleet/alb-proxy';
+import { withDeadline } from '../../scripts/fleet/deadline';
 
 interface Target {
   readonly name: string;

@@ -15,7 +15,8 @@ import { DeleteTopicCommand, ListSubscriptionsByTopicCommand, SubscribeCommand }
 import { CreateQueueCommand, DeleteQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand } from '@aws-sdk/client-sqs';
 import { build } from 'esbuild';
 import { DynamoOwners } from '../../services/adapters/aws/dynamo-owners';
-import { NODE_QUEUE_TAGS, nodeQueueName, openNodeQueue, type NodeQueue } from '../../services/adapters/aws/node-queue';
+import { NODE_QUEUE_TAGS, openNodeQueue, type NodeQueue } from '../../services/adapters/aws/node-queue';
+import { nodeQueueName } from '../../services/adapters/aws/bus-naming';
 import { createAwsClients, type AwsClients } from '../../services/adapters/aws/sdk-clients';
 import { SnsBus } from '../../services/adapters/aws/sns-bus';
 import { SnsSqsBus } from '../../services/adapters/aws/sns-sqs-bus';
@@ -23,7 +24,7 @@ import { sweep, type JanitorDeps, type SweepReport } from '../../services/janito
 import { createJanitorHandler } from '../../services/janitor/lambda';
 import { createLogger, silentLogger } from '../../services/shared/log';
 import { DEADLINE_MS, Inbox } from '../contract/fixtures';
-import { eventually } from '../support/deadline';
+import { eventually } from '../../scripts/fleet/deadline';
 import { startEmulators, unique, type Emulators } from './emulators';
 
 const MINUTE_MS = 60_000;

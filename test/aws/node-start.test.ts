@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildEntryPoint, spawnChildNode, type BuiltEntry } from '../support/child-node';
-import { withDeadline } from '../support/deadline';
+import { withDeadline } from '../../scripts/fleet/deadline';
 import { TEST_SECRET } from '../support/tokens';
 import { startEmulators, unique, type Emulators } from './emulators';
 

@@ -20,10 +20,12 @@ import type { IngestEvent, IngestRecord, IngestResponse } from '../../services/p
 import { createHandler, type PublishHandler } from '../../services/publisher/lambda';
 import { createLogger } from '../../services/shared/log';
 import { buildEntryPoint, type BuiltEntry } from '../support/child-node';
-import { connectUser, startCluster, type Cluster } from '../support/cluster';
-import { eventually } from '../support/deadline';
+import { startCluster, type Cluster } from '../../scripts/fleet/cluster';
+import { connectUser } from '../support/sse-client';
+import { eventually } from '../../scripts/fleet/deadline';
 import type { SseStream } from '../support/sse-client';
 import { startEmulators, unique, type Emulators } from './emulators';
+import { metricOf } from '../support/prometheus-text';
 
 let emulators: Emulators;
 let entry: BuiltEntry;
@@ -138,7 +140,7 @@ describe('publishing through the ingest topic', () => {
 
     // Away: published while alice has no stream, so it reaches history only.
     alice.close();
-    await eventually(async () => (await d.cluster.node('a').metric('herald_connections')) === 0, 5_000, 'the stream closed on the node');
+    await eventually(async () => (await metricOf(d.cluster.node('a').url, 'herald_connections')) === 0, 5_000, 'the stream closed on the node');
     await d.publish({ notifications: [{ to: { users: ['alice'] }, event: 'message', data: { text: 'while away' } }], publisher: 'billing' });
     await d.pump();
 

@@ -21,7 +21,7 @@ import { HeraldError } from '../../services/protocol/errors';
 import { createHandler, type HandlerOverrides, type LambdaPublishResult, type PublishHandler } from '../../services/publisher/lambda';
 import { createLogger, silentLogger } from '../../services/shared/log';
 import { DEADLINE_MS, Inbox } from '../contract/fixtures';
-import { eventually } from '../support/deadline';
+import { eventually } from '../../scripts/fleet/deadline';
 import { startTcpProxy } from '../support/tcp-proxy';
 import { startEmulators, unique, type Emulators } from './emulators';
 

@@ -17,7 +17,7 @@ import { HeraldError } from '../../services/protocol/errors';
 import { createPublisher, type PublisherOptions } from '../../services/publisher/create-publisher';
 import { createLogger, silentLogger } from '../../services/shared/log';
 import { DEADLINE_MS, Inbox } from '../contract/fixtures';
-import { eventually } from '../support/deadline';
+import { eventually } from '../../scripts/fleet/deadline';
 import { startEmulators, unique, type Emulators } from './emulators';
 
 let emulators: Emulators;

@@ -12,7 +12,7 @@ import { composeAws } from '../../services/node/compose';
 import { loadConfig } from '../../services/node/config';
 import { startHerald } from '../../services/node/server';
 import { createLogger } from '../../services/shared/log';
-import { eventually } from '../support/deadline';
+import { eventually } from '../../scripts/fleet/deadline';
 import { scrape, value } from '../support/prometheus-text';
 import { TEST_SECRET } from '../support/tokens';
 import { startEmulators, unique, type Emulators } from './emulators';

@@ -15,16 +15,17 @@ import {
   type Message,
   type QueueAttributeName,
 } from '@aws-sdk/client-sqs';
-import { closeNodeQueue, nodeQueueAttributes, nodeQueueName, openNodeQueue } from '../../services/adapters/aws/node-queue';
+import { closeNodeQueue, nodeQueueAttributes, openNodeQueue } from '../../services/adapters/aws/node-queue';
+import { nodeQueueName } from '../../services/adapters/aws/bus-naming';
 import { createAwsClients, type AwsClients } from '../../services/adapters/aws/sdk-clients';
 import { SnsSqsBus, type SnsSqsBusOptions } from '../../services/adapters/aws/sns-sqs-bus';
 import type { Bus, BusHandler, BusMessage } from '../../services/ports/bus';
-import { encodeBusProbe } from '../../services/protocol/bus-message';
+import { encodeBusProbe } from '../../services/adapters/aws/bus-probe';
 import { HeraldError } from '../../services/protocol/errors';
 import { createLogger, silentLogger, type Logger } from '../../services/shared/log';
 import { describeBusContract } from '../contract/bus.contract';
 import { DEADLINE_MS, EventBuilder, Inbox, manualClock, messageKey } from '../contract/fixtures';
-import { eventually, withDeadline } from '../support/deadline';
+import { eventually, withDeadline } from '../../scripts/fleet/deadline';
 import { startTcpProxy } from '../support/tcp-proxy';
 import { startEmulators, unique, type Emulators } from './emulators';
 

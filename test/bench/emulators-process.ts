@@ -4,7 +4,7 @@
  * the nodes' nor the bench's. Run with `node --import tsx`: dynalite's storage
  * is not bundled. Answers `sample` (its own CPU and memory) over IPC.
  */
-import { startEmulators } from '../support/emulators';
+import { startEmulators } from '../../scripts/fleet/emulators';
 import { serve } from './ipc';
 
 const emulators = await startEmulators();

@@ -6,9 +6,10 @@
  * unicasts cross nodes through Redis. Memory and CPU are the nodes' own, from
  * their /metrics; Redis's CPU (INFO cpu) is reported apart.
  */
-import { buildEntryPoint, spawnChildNode, type ChildNode } from '../support/child-node';
-import { eventually } from '../support/deadline';
-import { rawCommand, startRedisServer } from '../support/redis-server';
+import type { ChildNode } from '../../scripts/fleet/child-node';
+import { buildEntryPoint, spawnChildNode } from '../support/child-node';
+import { eventually } from '../../scripts/fleet/deadline';
+import { rawCommand, startRedisServer } from '../../scripts/fleet/redis-server';
 import { fleetReadings, freePorts, roundRobinPublisher } from './node-fleet';
 import { track } from './processes';
 import type { NodeUnderTest, ShapeOptions } from './shape';

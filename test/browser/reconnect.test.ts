@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { Gate, PortRig } from '../support/gated-ports';
-import { eventually } from '../support/deadline';
+import { eventually } from '../../scripts/fleet/deadline';
 import { launchChromium, newCheckedContext, type ExpectedError } from './support/chromium';
 import { startDevNode, type DevNode } from './support/dev-node';
 import { startStallProxy } from './support/stall-proxy';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { eventually } from '../support/deadline';
+import { eventually } from '../../scripts/fleet/deadline';
 import { Gate, PortRig } from '../support/gated-ports';
 import { launchChromium, newCheckedContext } from './support/chromium';
 import { startDevNode, type DevNode } from './support/dev-node';

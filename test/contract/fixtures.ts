@@ -10,7 +10,7 @@ import type { Clock } from '../../services/ports/clock';
 import type { ConnectionRecord } from '../../services/ports/owners';
 import { parseEnvelope, type HeraldEvent } from '../../services/protocol/envelope';
 import { eventIdTimeMs, newEventId } from '../../services/protocol/event-id';
-import { withDeadline } from '../support/deadline';
+import { withDeadline } from '../../scripts/fleet/deadline';
 
 /**
  * Every wait in a contract suite. Generous because networked adapters (SQS

@@ -14,13 +14,13 @@ import { promisify } from 'node:util';
 import { App, Stack, Validations } from 'aws-cdk-lib';
 import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import { ListQueuesCommand } from '@aws-sdk/client-sqs';
-import { nodeQueueName } from '../../services/adapters/aws/node-queue';
+import { nodeQueueName } from '../../services/adapters/aws/bus-naming';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { projectPath } from '../../lib/constructs/herald-function';
 import { NODE_IMAGE_ASSET } from '../../lib/herald-stack';
 import { startEmulators, unique, type Emulators } from '../aws/emulators';
-import { ChildNode } from '../support/child-node';
-import { eventually, withDeadline } from '../support/deadline';
+import { ChildNode } from '../../scripts/fleet/child-node';
+import { eventually, withDeadline } from '../../scripts/fleet/deadline';
 import { REGION } from './infra-kit';
 
 interface Dockerfile {

@@ -5,9 +5,10 @@
  */
 import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { buildEntryPoint, spawnChildNode, type BuiltEntry, type ChildNode } from '../support/child-node';
+import type { ChildNode } from '../../scripts/fleet/child-node';
+import { buildEntryPoint, spawnChildNode, type BuiltEntry } from '../support/child-node';
 import { TEST_SECRET } from '../support/tokens';
-import { withDeadline } from '../support/deadline';
+import { withDeadline } from '../../scripts/fleet/deadline';
 
 let entry: BuiltEntry | undefined;
 let child: ChildNode | undefined;

@@ -13,11 +13,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ChildNode, buildEntryPoint, type BuiltEntry } from '../support/child-node';
+import { ChildNode } from '../../scripts/fleet/child-node';
+import { buildEntryPoint, type BuiltEntry } from '../support/child-node';
 import { openStream } from '../support/sse-client';
 import { startTestNode } from '../support/start-node';
 import { TEST_PUBLISH_TOKEN, TEST_SECRET, signToken } from '../support/tokens';
-import { eventually } from '../support/deadline';
+import { eventually } from '../../scripts/fleet/deadline';
 
 const root = new URL('../../', import.meta.url).pathname;
 /** What `npm run token` runs (`tsx scripts/token.ts`), without npm in between. */

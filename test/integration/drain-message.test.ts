@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryBus, MemoryNetwork } from '../../services/adapters/memory/memory-bus';
 import { startTestNode } from '../support/start-node';
 import { openStream } from '../support/sse-client';
-import { eventually } from '../support/deadline';
+import { eventually } from '../../scripts/fleet/deadline';
 
 describe('a drain message on the bus (the task is being deregistered)', () => {
   it('starts the drain: health turns 503 and open streams close with `closing` draining', async () => {

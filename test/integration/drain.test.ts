@@ -4,11 +4,12 @@
  * `npm start` does alike.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { buildEntryPoint, spawnChildNode, type BuiltEntry, type ChildNode } from '../support/child-node';
+import type { ChildNode } from '../../scripts/fleet/child-node';
+import { buildEntryPoint, spawnChildNode, type BuiltEntry } from '../support/child-node';
 import { openRecordedStream, type Recorded, type RecordedStream } from '../support/stream-recorder';
 import { openStream } from '../support/sse-client';
 import { TEST_SECRET, signToken } from '../support/tokens';
-import { eventually, withDeadline } from '../support/deadline';
+import { eventually, withDeadline } from '../../scripts/fleet/deadline';
 
 const DRAIN_MS = 1500;
 const RETRY_MS = 2000;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { startTestNode } from '../support/start-node';
 import { openStream, type SseStream } from '../support/sse-client';
-import { eventually } from '../support/deadline';
+import { eventually } from '../../scripts/fleet/deadline';
 
 function expectRefusal(stream: SseStream, status: number, error: string): void {
   expect(stream.status).toBe(status);

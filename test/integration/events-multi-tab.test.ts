@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { startTestNode, type TestNode } from '../support/start-node';
 import { openStream, type SseStream } from '../support/sse-client';
-import { eventually } from '../support/deadline';
+import { eventually } from '../../scripts/fleet/deadline';
 
 const MULTI = { HERALD_TAB_POLICY: 'multi', HERALD_MAX_TABS: '2' };
 

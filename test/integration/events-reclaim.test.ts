@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { startTestNode, type TestNode } from '../support/start-node';
 import { openStream, type SseStream } from '../support/sse-client';
-import { eventually } from '../support/deadline';
+import { eventually } from '../../scripts/fleet/deadline';
 import { Gate, PortRig } from '../support/gated-ports';
 import { MemoryNetwork } from '../../services/adapters/memory/memory-bus';
 import { MemoryOwners } from '../../services/adapters/memory/memory-owners';

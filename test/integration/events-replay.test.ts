@@ -4,7 +4,7 @@ import { DEFAULT_MAX_DATA_BYTES } from '../../services/protocol/limits';
 import { eventIdFloor, newEventId } from '../../services/protocol/event-id';
 import { startTestNode, type TestNode } from '../support/start-node';
 import { openStream, type SseStream } from '../support/sse-client';
-import { eventually } from '../support/deadline';
+import { eventually } from '../../scripts/fleet/deadline';
 
 /** Publishes one event and returns its id. */
 async function publish(node: TestNode, envelope: Record<string, unknown>): Promise<string> {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Bus, MissedHandler } from '../../services/ports/bus';
 import type { Owners } from '../../services/ports/owners';
 import { unavailable } from '../../services/protocol/faults';
-import { eventually } from '../support/deadline';
+import { eventually } from '../../scripts/fleet/deadline';
 import { Gate } from '../support/gated-ports';
 import { startTestNode } from '../support/start-node';
 import { openStream } from '../support/sse-client';

@@ -2,7 +2,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { EventSource, type FetchLike } from 'eventsource';
 import { startTestNode, type TestNode } from '../support/start-node';
 import { openStream, type SseStream } from '../support/sse-client';
-import { eventually, withDeadline } from '../support/deadline';
+import { eventually, withDeadline } from '../../scripts/fleet/deadline';
 import { Gate, PortRig } from '../support/gated-ports';
 import { MemoryNetwork } from '../../services/adapters/memory/memory-bus';
 import { MemoryOwners } from '../../services/adapters/memory/memory-owners';

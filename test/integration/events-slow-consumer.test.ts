@@ -4,7 +4,7 @@ import { hardQueueLimit } from '../../services/node/herald-node';
 import { DEFAULT_MAX_DATA_BYTES } from '../../services/protocol/limits';
 import { startTestNode, type TestNode } from '../support/start-node';
 import { connect, dataOfBytes } from '../support/publish-kit';
-import { eventually, withDeadline } from '../support/deadline';
+import { eventually, withDeadline } from '../../scripts/fleet/deadline';
 
 /** HERALD_MAX_QUEUED_BYTES in these tests. */
 const CAP = 65_536;

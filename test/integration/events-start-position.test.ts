@@ -5,7 +5,7 @@ import { openStream } from '../support/sse-client';
 import { Gate, PortRig } from '../support/gated-ports';
 import { eventIdTimeMs, isEventId } from '../../services/protocol/event-id';
 import { START_POSITION_MARGIN_MS } from '../../services/node/open-stream';
-import { withDeadline } from '../support/deadline';
+import { withDeadline } from '../../scripts/fleet/deadline';
 
 /*
  * A stream that starts without a position gets one: its `ready` carries an id

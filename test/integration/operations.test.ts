@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { newEventId } from '../../services/protocol/event-id';
 import { unavailable } from '../../services/protocol/faults';
 import { startTestNode } from '../support/start-node';
-import { eventually } from '../support/deadline';
+import { eventually } from '../../scripts/fleet/deadline';
 import { openStream } from '../support/sse-client';
 import { rawRequest } from '../support/raw-http';
 import { signToken, TEST_PUBLISH_TOKEN } from '../support/tokens';

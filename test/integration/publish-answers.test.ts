@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { eventIdFloor, isEventId, newEventId } from '../../services/protocol/event-id';
 import { startTestNode } from '../support/start-node';
-import { eventually } from '../support/deadline';
+import { eventually } from '../../scripts/fleet/deadline';
 import { connect, idsOf, sentinel } from '../support/publish-kit';
 
 describe('POST /publish: answers', () => {

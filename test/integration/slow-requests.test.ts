@@ -6,8 +6,8 @@
  */
 import { connect, type Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { connectUser } from '../support/cluster';
-import { withDeadline } from '../support/deadline';
+import { connectUser } from '../support/sse-client';
+import { withDeadline } from '../../scripts/fleet/deadline';
 import { startTestNode, type TestNode } from '../support/start-node';
 
 const DEADLINE_MS = 1_000;

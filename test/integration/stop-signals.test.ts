@@ -7,8 +7,8 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeCheckout, processTree, type Checkout } from '../support/checkout';
-import type { ChildNode } from '../support/child-node';
-import { withDeadline } from '../support/deadline';
+import type { ChildNode } from '../../scripts/fleet/child-node';
+import { withDeadline } from '../../scripts/fleet/deadline';
 import { openStream, type SseStream } from '../support/sse-client';
 import { TEST_SECRET, signToken } from '../support/tokens';
 

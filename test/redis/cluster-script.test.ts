@@ -10,16 +10,16 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeCheckout, processTree, type Checkout } from '../support/checkout';
-import type { ChildNode } from '../support/child-node';
-import { connectUser, type ReadyStream } from '../support/cluster';
-import { withDeadline } from '../support/deadline';
+import type { ChildNode } from '../../scripts/fleet/child-node';
+import { connectUser, type ReadyStream } from '../support/sse-client';
+import { withDeadline } from '../../scripts/fleet/deadline';
 import { signToken } from '../support/tokens';
 
 let checkout: Checkout;
 const cleanups: Array<() => Promise<void> | void> = [];
 
 beforeAll(() => {
-  checkout = makeCheckout({ testSupport: true });
+  checkout = makeCheckout();
 });
 
 afterEach(async () => {
@@ -110,7 +110,7 @@ async function expectStoppedAfterDrain(running: Running): Promise<void> {
 describe('npm run cluster -- --redis', () => {
   it('delivers across the nodes and from the demo page, and one Ctrl-C drains them and stops everything', async () => {
     const running = await runCluster();
-    // The demo's send publishes with POST /publish through the proxy (test/support/cluster-demo.ts).
+    // The demo's send publishes with POST /publish through the proxy (scripts/fleet/cluster-demo.ts).
     const login = await fetch(new URL('/dev/login', running.proxy), { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ user: 'bob' }) });
     expect(login.status).toBe(200);
     const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0]!;

@@ -7,10 +7,11 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildEntryPoint, type BuiltEntry } from '../support/child-node';
-import { connectUser, type ClusterNode } from '../support/cluster';
-import { eventually } from '../support/deadline';
-import { startRedisFleet, type RedisFleet } from '../support/redis-fleet';
-import { startRedisServer, type RedisServer } from '../support/redis-server';
+import type { ClusterNode } from '../../scripts/fleet/cluster';
+import { connectUser } from '../support/sse-client';
+import { eventually } from '../../scripts/fleet/deadline';
+import { startRedisFleet, type RedisFleet } from '../../scripts/fleet/redis-fleet';
+import { startRedisServer, type RedisServer } from '../../scripts/fleet/redis-server';
 import { openStream, type SseStream } from '../support/sse-client';
 
 let entry: BuiltEntry;

@@ -8,10 +8,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BrowserTab } from '../support/browser-tab';
 import { buildEntryPoint, type BuiltEntry } from '../support/child-node';
-import type { ClusterNode } from '../support/cluster';
-import { eventually, withDeadline } from '../support/deadline';
-import { startRedisFleet, type RedisFleet } from '../support/redis-fleet';
-import { startRedisServer, type RedisServer } from '../support/redis-server';
+import type { ClusterNode } from '../../scripts/fleet/cluster';
+import { eventually, withDeadline } from '../../scripts/fleet/deadline';
+import { startRedisFleet, type RedisFleet } from '../../scripts/fleet/redis-fleet';
+import { startRedisServer, type RedisServer } from '../../scripts/fleet/redis-server';
+import { metricOf } from '../support/prometheus-text';
 
 let entry: BuiltEntry;
 let redis: RedisServer;
@@ -115,7 +116,7 @@ describe('a node of a redis fleet killed with SIGKILL', () => {
     // The other tabs never noticed.
     expect(staying.every((t) => t.landings.length === 1)).toBe(true);
     // What was sent to the dead node's stream while its tabs were away came back through the replay.
-    const replayed = (await fleet.nodes[0]!.metric('herald_replayed_total')) + (await fleet.nodes[2]!.metric('herald_replayed_total'));
+    const replayed = (await metricOf(fleet.nodes[0]!.url, 'herald_replayed_total')) + (await metricOf(fleet.nodes[2]!.url, 'herald_replayed_total'));
     expect(replayed).toBeGreaterThan(0);
   });
 });

@@ -10,11 +10,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isEventId } from '../../services/protocol/event-id';
 import { buildEntryPoint, type BuiltEntry } from '../support/child-node';
-import type { ClusterNode } from '../support/cluster';
-import { eventually } from '../support/deadline';
+import type { ClusterNode } from '../../scripts/fleet/cluster';
+import { eventually } from '../../scripts/fleet/deadline';
 import { ReconnectingTab } from '../support/reconnecting-tab';
-import { startRedisFleet, type RedisFleet } from '../support/redis-fleet';
-import { startRedisServer, type RedisServer } from '../support/redis-server';
+import { startRedisFleet, type RedisFleet } from '../../scripts/fleet/redis-fleet';
+import { startRedisServer, type RedisServer } from '../../scripts/fleet/redis-server';
 
 let entry: BuiltEntry;
 let redis: RedisServer | undefined;

@@ -8,11 +8,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeCheckout } from '../support/checkout';
-import { ChildNode, buildEntryPoint, spawnChildNode, type BuiltEntry } from '../support/child-node';
-import { connectUser } from '../support/cluster';
-import { withDeadline } from '../support/deadline';
-import { startRedisFleet, type RedisFleet } from '../support/redis-fleet';
-import { startRedisCluster, startRedisServer, type RedisServer } from '../support/redis-server';
+import { ChildNode } from '../../scripts/fleet/child-node';
+import { buildEntryPoint, spawnChildNode, type BuiltEntry } from '../support/child-node';
+import { connectUser } from '../support/sse-client';
+import { withDeadline } from '../../scripts/fleet/deadline';
+import { startRedisFleet, type RedisFleet } from '../../scripts/fleet/redis-fleet';
+import { startRedisCluster, startRedisServer, type RedisServer } from '../../scripts/fleet/redis-server';
 import { TEST_PUBLISH_TOKEN, TEST_SECRET } from '../support/tokens';
 
 const PASSWORD = 'redis-pass-7f3a9c1e';

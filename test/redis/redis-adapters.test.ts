@@ -19,8 +19,8 @@ import { DEADLINE_MS, EventBuilder, Inbox, connectionRecord, manualClock, messag
 import { describeHistoryContract } from '../contract/history.contract';
 import { describeOwnersContract } from '../contract/owners.contract';
 import { describeRateLimiterContract } from '../contract/rate-limiter.contract';
-import { eventually } from '../support/deadline';
-import { startRedisServer, type RedisServer } from '../support/redis-server';
+import { eventually } from '../../scripts/fleet/deadline';
+import { startRedisServer, type RedisServer } from '../../scripts/fleet/redis-server';
 import { startTcpProxy } from '../support/tcp-proxy';
 
 let server: RedisServer;

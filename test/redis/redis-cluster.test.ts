@@ -20,7 +20,7 @@ import { EventBuilder, Inbox, connectionRecord, manualClock } from '../contract/
 import { describeHistoryContract } from '../contract/history.contract';
 import { describeOwnersContract } from '../contract/owners.contract';
 import { describeRateLimiterContract } from '../contract/rate-limiter.contract';
-import { startRedisCluster, type RedisClusterServers } from '../support/redis-server';
+import { startRedisCluster, type RedisClusterServers } from '../../scripts/fleet/redis-server';
 
 let cluster: RedisClusterServers;
 let redis: RedisConnection;

@@ -15,8 +15,8 @@ import { HeraldError } from '../../services/protocol/errors';
 import { MAX_ID_CLOCK_SKEW_MS } from '../../services/protocol/limits';
 import { createLogger, type Logger } from '../../services/shared/log';
 import { DEADLINE_MS, EventBuilder, manualClock } from '../contract/fixtures';
-import { eventually } from '../support/deadline';
-import { startRedisServer, type RedisServer } from '../support/redis-server';
+import { eventually } from '../../scripts/fleet/deadline';
+import { startRedisServer, type RedisServer } from '../../scripts/fleet/redis-server';
 import { startTcpProxy } from '../support/tcp-proxy';
 
 let shared: RedisServer;

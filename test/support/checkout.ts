@@ -8,8 +8,8 @@ import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ChildNode } from './child-node';
-import { withDeadline } from './deadline';
+import { ChildNode } from '../../scripts/fleet/child-node';
+import { withDeadline } from '../../scripts/fleet/deadline';
 
 const root = new URL('../../', import.meta.url).pathname;
 
@@ -24,12 +24,14 @@ export interface Checkout {
   dispose(): void;
 }
 
-/** Copies what the commands need: the manifests, scripts and sources; `test/support` too when asked (`npm run cluster` runs from it). */
-export function makeCheckout(options: { readonly testSupport?: boolean } = {}): Checkout {
+/**
+ * Copies what the commands need: the manifests, scripts and sources. Never
+ * test/: no user command may depend on it (`npm run cluster` runs from scripts/fleet/).
+ */
+export function makeCheckout(): Checkout {
   const dir = mkdtempSync(join(tmpdir(), 'herald-checkout-'));
   for (const file of ['package.json', 'package-lock.json', 'tsconfig.json']) cpSync(join(root, file), join(dir, file));
-  const dirs = ['scripts', 'services', 'docs', ...(options.testSupport === true ? ['test/support'] : [])];
-  for (const sub of dirs) if (existsSync(join(root, sub))) cpSync(join(root, sub), join(dir, sub), { recursive: true });
+  for (const sub of ['scripts', 'services', 'docs']) if (existsSync(join(root, sub))) cpSync(join(root, sub), join(dir, sub), { recursive: true });
   symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'), 'dir');
   // npm ci in a checkout whose node_modules is a link would empty the real one: nothing to install here.
   writeFileSync(join(dir, 'scripts/ensure-deps.mjs'), '// The dependencies are linked from the repository.\n');

@@ -2,7 +2,7 @@ import type { Ports } from '../../services/node/compose';
 import type { Bus, BusMessage } from '../../services/ports/bus';
 import type { History } from '../../services/ports/history';
 import type { Owners } from '../../services/ports/owners';
-import { withDeadline } from './deadline';
+import { withDeadline } from '../../scripts/fleet/deadline';
 
 /**
  * A one-shot barrier for deterministic interleavings: a port hook `pass()`es

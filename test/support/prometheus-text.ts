@@ -45,3 +45,17 @@ export async function scrape(baseUrl: string): Promise<Scrape> {
 export function value(scraped: Scrape, key: string): number {
   return scraped.samples.get(key) ?? 0;
 }
+
+/**
+ * One sample of the `/metrics` at `baseUrl` (a node), named exactly as
+ * exposed: `herald_connections` or `herald_refusals_total{code="json_invalid"}`.
+ * A labelled sample of a counter family that has none yet is 0; any other absent name throws.
+ */
+export async function metricOf(baseUrl: string, name: string): Promise<number> {
+  const scraped = await scrape(baseUrl);
+  const sample = scraped.samples.get(name);
+  if (sample !== undefined) return sample;
+  const family = /^([a-zA-Z_:][a-zA-Z0-9_:]*)\{/.exec(name)?.[1];
+  if (family !== undefined && scraped.types.get(family) === 'counter') return 0;
+  throw new Error(`metric ${name} not found in ${baseUrl}/metrics`);
+}

@@ -1,5 +1,5 @@
 import { request, type IncomingHttpHeaders } from 'node:http';
-import { withDeadline } from './deadline';
+import { withDeadline } from '../../scripts/fleet/deadline';
 
 export interface RawRequest {
   readonly method?: string;

@@ -1,7 +1,7 @@
 import { request, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { RESERVED_EVENT_NAMES } from '../../services/protocol/limits';
-import { withDeadline } from './deadline';
+import { withDeadline } from '../../scripts/fleet/deadline';
 
 export interface StreamOptions {
   readonly token?: string;
@@ -171,4 +171,19 @@ export function openStream(baseUrl: string, options: StreamOptions = {}): Promis
     5000,
     `the response to GET /events on ${label}`,
   );
+}
+
+export interface ReadyStream {
+  readonly stream: SseStream;
+  /** The `ready` event's data: which connection and node the stream landed on. */
+  readonly connectionId: string;
+  readonly nodeId: string;
+}
+
+/** Opens `GET /events` at `baseUrl` (a node or a proxy) and waits for `ready`; throws on any other answer. */
+export async function connectUser(baseUrl: string, token: string, label: string, options: Omit<StreamOptions, 'token' | 'label'> = {}): Promise<ReadyStream> {
+  const stream = await openStream(baseUrl, { ...options, token, label });
+  if (stream.status !== 200) throw new Error(`GET /events for ${label} answered ${stream.status}: ${stream.body}`);
+  const ready = JSON.parse((await stream.next('ready', { timeoutMs: 5_000 })).data) as { connectionId: string; nodeId: string };
+  return { stream, connectionId: ready.connectionId, nodeId: ready.nodeId };
 }

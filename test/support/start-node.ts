@@ -4,7 +4,7 @@ import { composeLocal, type Ports } from '../../services/node/compose';
 import { startHerald, type RunningHerald } from '../../services/node/server';
 import { createLogger, type Logger } from '../../services/shared/log';
 import { MemoryNetwork } from '../../services/adapters/memory/memory-bus';
-import { scrape } from './prometheus-text';
+import { metricOf } from './prometheus-text';
 import { TEST_PUBLISH_TOKEN, TEST_SECRET, signToken } from './tokens';
 
 export interface TestNode extends RunningHerald {
@@ -84,13 +84,6 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
       return { status: response.status, body: (text ? JSON.parse(text) : {}) as Record<string, unknown>, headers: response.headers };
     },
     token: (userId, expiresInSeconds) => signToken(userId, expiresInSeconds === undefined ? {} : { expiresInSeconds }),
-    async metric(name) {
-      const scraped = await scrape(running.url);
-      const sample = scraped.samples.get(name);
-      if (sample !== undefined) return sample;
-      const family = /^([a-zA-Z_:][a-zA-Z0-9_:]*)\{/.exec(name)?.[1];
-      if (family !== undefined && scraped.types.get(family) === 'counter') return 0;
-      throw new Error(`metric ${name} not found in /metrics`);
-    },
+    metric: (name) => metricOf(running.url, name),
   };
 }

@@ -1,6 +1,6 @@
 import { request } from 'node:http';
 import { createParser } from 'eventsource-parser';
-import { withDeadline } from './deadline';
+import { withDeadline } from '../../scripts/fleet/deadline';
 
 /** One thing seen on a stream, in arrival order, with the local time it was parsed. */
 export type Recorded =

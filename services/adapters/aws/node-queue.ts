@@ -15,7 +15,8 @@ import {
   type QueueAttributeName,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
-import { ALL_NODES, NODE_ATTRIBUTE, NODE_QUEUE_SEPARATOR, isNodeId } from '../../protocol/bus-message';
+import { ALL_NODES } from '../../protocol/bus-message';
+import { NODE_ATTRIBUTE, nodeQueueName } from './bus-naming';
 import { wrapSdkError } from './sdk-errors';
 
 export interface NodeQueue {
@@ -46,30 +47,6 @@ export interface NodeQueueOptions {
    * @default 300
    */
   readonly retentionSeconds?: number;
-}
-
-/**
- * `<prefix>_<nodeId>`. SQS names are at most 80 characters; the prefix (≤ 39,
- * no `_`: QUEUE_PREFIX_PATTERN) and node id (≤ 40) are validated upstream.
- */
-export function nodeQueueName(queuePrefix: string, nodeId: string): string {
-  return `${nodeQueueNamePrefix(queuePrefix)}${nodeId}`;
-}
-
-/**
- * What every node queue name of one deployment starts with, and no other
- * deployment's: `<prefix>_`. For ListQueues, IAM resources (`<prefix>_*`) and alarms.
- */
-export function nodeQueueNamePrefix(queuePrefix: string): string {
-  return `${queuePrefix}${NODE_QUEUE_SEPARATOR}`;
-}
-
-/** The node id of a queue named `<prefix>_<nodeId>` (what follows the first `_`), or undefined for any other name. */
-export function nodeIdOfQueueName(queuePrefix: string, queueName: string): string | undefined {
-  const head = nodeQueueNamePrefix(queuePrefix);
-  if (!queueName.startsWith(head)) return undefined;
-  const nodeId = queueName.slice(head.length);
-  return isNodeId(nodeId) ? nodeId : undefined;
 }
 
 /**

@@ -1,8 +1,9 @@
 import { PublishBatchCommand, PublishCommand, type PublishBatchRequestEntry, type SNSClient } from '@aws-sdk/client-sns';
 import { BusBatchError, type BusEntry, type BusMessage, type BusSender, type BusTarget } from '../../ports/bus';
-import { ALL_NODES, NODE_ATTRIBUTE, encodeBusMessageWithin, isNodeId } from '../../protocol/bus-message';
+import { ALL_NODES, encodeBusMessageWithin, isNodeId } from '../../protocol/bus-message';
 import { unavailable } from '../../protocol/faults';
 import { utf8Length } from '../../protocol/utf8';
+import { NODE_ATTRIBUTE } from './bus-naming';
 import { backoff, mapLimit } from './pacing';
 import { isTransient, wrapSdkError } from './sdk-errors';
 

@@ -2,11 +2,13 @@ import { randomBytes } from 'node:crypto';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
 import type { Bus, BusEntry, BusHandler, BusMessage, BusTarget, MissedHandler } from '../../ports/bus';
-import { NODE_ATTRIBUTE, encodeBusProbe, isNodeId, parseBusWireMessage, type BusWireMessage } from '../../protocol/bus-message';
+import { isNodeId } from '../../protocol/bus-message';
 import { unavailable } from '../../protocol/faults';
 import { backoffCeiling, equalJitter } from '../../shared/backoff';
 import type { Logger } from '../../shared/log';
 import { malformedMessageFacts } from '../../shared/malformed-message';
+import { NODE_ATTRIBUTE } from './bus-naming';
+import { encodeBusProbe, parseBusWireMessage, type BusWireMessage } from './bus-probe';
 import { closeNodeQueue, isQueueMissing, openNodeQueue, type NodeQueue } from './node-queue';
 import { publishBatchToTopic, publishBody, publishToTopic } from './sns-bus';
 

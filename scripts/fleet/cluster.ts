@@ -4,22 +4,22 @@
  * topic and one table on the emulators, optionally behind the round-robin
  * proxy that stands in for the ALB. Shared by `npm run cluster`
  * (scripts/cluster.ts), the cluster tests and the cluster benchmark, so it
- * must not import vitest. Every process it starts is stopped by its pid.
+ * imports neither vitest nor anything under test/ (eslint.config.js). Every
+ * process it starts is stopped by its pid.
  *
  * Starting and stopping node processes (`launchNode`, `stopNodes`) is the
  * same in every mode: redis-fleet.ts starts its nodes with them.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SignJWT } from 'jose';
 import type { Emulators } from './emulators';
 import { startAlbProxy, type AlbProxy, type AlbProxyOptions } from './alb-proxy';
 import { ChildNode } from './child-node';
 import { withDeadline } from './deadline';
-import { scrape } from './prometheus-text';
-import { openStream, type SseStream, type StreamOptions } from './sse-client';
-import { TEST_PUBLISH_TOKEN, TEST_SECRET, signToken } from './tokens';
 
 /** How node processes are run, whatever their mode. */
 export interface NodeProcessOptions {
@@ -50,9 +50,9 @@ export interface ClusterOptions extends NodeProcessOptions {
   readonly tableName: string;
   readonly topicName: string;
   readonly queuePrefix: string;
-  /** @default TEST_SECRET */
+  /** The nodes' HS256 key (`HERALD_JWT_SECRET`). @default a random one (`Cluster.secret`, `token()`) */
   readonly secret?: string;
-  /** @default TEST_PUBLISH_TOKEN */
+  /** `HERALD_PUBLISH_TOKEN`. @default a random one (`Cluster.publishToken`, `ClusterNode.publish`) */
   readonly publishToken?: string;
   /**
    * `HERALD_PORT` of each node, in `nodeIds` order. With port 0 the node's
@@ -74,8 +74,6 @@ export interface ClusterNode {
   readonly process: ChildNode;
   /** `POST /publish` on this node with the publisher token. */
   publish(body: unknown): Promise<{ status: number; body: Record<string, unknown> }>;
-  /** One sample of this node's `/metrics`; an absent labelled counter is 0. */
-  metric(name: string): Promise<number>;
 }
 
 export interface Cluster {
@@ -99,8 +97,19 @@ export interface Cluster {
   stop(options?: { graceful?: boolean; graceMs?: number }): Promise<void>;
 }
 
+/** A secret or publisher token for nodes that were given none: random, URL-safe. */
+export function randomSecret(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** An HS256 token for `userId`, valid for an hour: what a cluster's or a fleet's `token()` returns. */
+export async function signUserToken(userId: string, secret: string): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(userId).setIssuedAt(now).setExpirationTime(now + 3600).sign(new TextEncoder().encode(secret));
+}
+
 /** Environment of one node: only this (and PATH), never the caller's HERALD_* settings. */
-function nodeEnvironment(options: ClusterOptions, topicArn: string, nodeId: string, port: number): Record<string, string> {
+function nodeEnvironment(options: ClusterOptions, secrets: { secret: string; publishToken: string }, topicArn: string, nodeId: string, port: number): Record<string, string> {
   return {
     PATH: process.env.PATH ?? '',
     ...options.emulators.env(),
@@ -108,8 +117,8 @@ function nodeEnvironment(options: ClusterOptions, topicArn: string, nodeId: stri
     HERALD_HOST: '127.0.0.1',
     HERALD_PORT: String(port),
     HERALD_NODE_ID: nodeId,
-    HERALD_JWT_SECRET: options.secret ?? TEST_SECRET,
-    HERALD_PUBLISH_TOKEN: options.publishToken ?? TEST_PUBLISH_TOKEN,
+    HERALD_JWT_SECRET: secrets.secret,
+    HERALD_PUBLISH_TOKEN: secrets.publishToken,
     HERALD_TOPIC_ARN: topicArn,
     HERALD_TABLE_NAME: options.tableName,
     HERALD_QUEUE_PREFIX: options.queuePrefix,
@@ -178,14 +187,6 @@ function clusterNode(id: string, url: string, child: ChildNode, publishToken: st
       const text = await response.text();
       return { status: response.status, body: (text ? JSON.parse(text) : {}) as Record<string, unknown> };
     },
-    async metric(name) {
-      const scraped = await scrape(url);
-      const sample = scraped.samples.get(name);
-      if (sample !== undefined) return sample;
-      const family = /^([a-zA-Z_:][a-zA-Z0-9_:]*)\{/.exec(name)?.[1];
-      if (family !== undefined && scraped.types.get(family) === 'counter') return 0;
-      throw new Error(`metric ${name} not found in ${url}/metrics`);
-    },
   };
 }
 
@@ -243,14 +244,14 @@ export async function stopNodes(children: readonly ChildNode[], { graceful = fal
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const topicArn = await options.emulators.createTopic(options.topicName);
   await options.emulators.createTable(options.tableName);
-  const secret = options.secret ?? TEST_SECRET;
-  const publishToken = options.publishToken ?? TEST_PUBLISH_TOKEN;
+  const secret = options.secret ?? randomSecret();
+  const publishToken = options.publishToken ?? randomSecret();
   const nodes: ClusterNode[] = [];
   const children: ChildNode[] = [];
   let proxy: AlbProxy | undefined;
 
   const launch = async (nodeId: string, port: number): Promise<ClusterNode> => {
-    const env = nodeEnvironment(options, topicArn, nodeId, port);
+    const env = nodeEnvironment(options, { secret, publishToken }, topicArn, nodeId, port);
     const node = await launchNode(options, { env, label: nodeId, port, publishToken }, (child) => children.push(child));
     nodes.push(node);
     return node;
@@ -284,23 +285,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       if (!found) throw new Error(`no node ${id} in this cluster (${nodes.map((n) => n.id).join(', ')})`);
       return found;
     },
-    token: (userId) => signToken(userId, { secret }),
+    token: (userId) => signUserToken(userId, secret),
     pids: () => children.filter((c) => !c.exit).map((c) => c.pid),
     stop,
   };
-}
-
-export interface ReadyStream {
-  readonly stream: SseStream;
-  /** The `ready` event's data: which connection and node the stream landed on. */
-  readonly connectionId: string;
-  readonly nodeId: string;
-}
-
-/** Opens `GET /events` at `baseUrl` (a node or the proxy) and waits for `ready`; throws on any other answer. */
-export async function connectUser(baseUrl: string, token: string, label: string, options: Omit<StreamOptions, 'token' | 'label'> = {}): Promise<ReadyStream> {
-  const stream = await openStream(baseUrl, { ...options, token, label });
-  if (stream.status !== 200) throw new Error(`GET /events for ${label} answered ${stream.status}: ${stream.body}`);
-  const ready = JSON.parse((await stream.next('ready', { timeoutMs: 5_000 })).data) as { connectionId: string; nodeId: string };
-  return { stream, connectionId: ready.connectionId, nodeId: ready.nodeId };
 }

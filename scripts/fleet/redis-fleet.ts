@@ -7,8 +7,7 @@
  */
 import type { ChildNode } from './child-node';
 import { startAlbProxy, type AlbProxy, type AlbProxyOptions } from './alb-proxy';
-import { launchNode, stopNodes, type ClusterNode, type NodeProcessOptions } from './cluster';
-import { TEST_PUBLISH_TOKEN, TEST_SECRET, signToken } from './tokens';
+import { launchNode, randomSecret, signUserToken, stopNodes, type ClusterNode, type NodeProcessOptions } from './cluster';
 
 export type RedisTargetEnv = { readonly url: string } | { readonly clusterNodes: readonly string[] };
 
@@ -27,9 +26,9 @@ export interface RedisFleetOptions extends NodeProcessOptions {
   readonly nodeIds?: readonly string[];
   /** `HERALD_PORT` of each node, in start order. @default 0 for each (a free port) */
   readonly ports?: readonly number[];
-  /** @default TEST_SECRET */
+  /** The nodes' HS256 key (`HERALD_JWT_SECRET`). @default a random one (`token()` signs with it) */
   readonly secret?: string;
-  /** @default TEST_PUBLISH_TOKEN */
+  /** `HERALD_PUBLISH_TOKEN`. @default a random one (`ClusterNode.publish` sends it) */
   readonly publishToken?: string;
   /** Put the load balancer stand-in in front of the nodes. @default undefined (no proxy) */
   readonly proxy?: Omit<AlbProxyOptions, 'targets'>;
@@ -46,15 +45,15 @@ export interface RedisFleet {
   stop(options?: { graceful?: boolean; graceMs?: number }): Promise<void>;
 }
 
-function redisEnvironment(options: RedisFleetOptions): Record<string, string> {
+function redisEnvironment(options: RedisFleetOptions, secret: string, publishToken: string): Record<string, string> {
   const target: Record<string, string> = 'url' in options.redis ? { HERALD_REDIS_URL: options.redis.url } : { HERALD_REDIS_CLUSTER_NODES: options.redis.clusterNodes.join(',') };
   return {
     PATH: process.env.PATH ?? '',
     HERALD_MODE: 'redis',
     HERALD_HOST: '127.0.0.1',
     HERALD_PORT: '0',
-    HERALD_JWT_SECRET: options.secret ?? TEST_SECRET,
-    HERALD_PUBLISH_TOKEN: options.publishToken ?? TEST_PUBLISH_TOKEN,
+    HERALD_JWT_SECRET: secret,
+    HERALD_PUBLISH_TOKEN: publishToken,
     // Every client of a test comes from 127.0.0.1, and through the proxy from its one address.
     HERALD_CONNECT_RATE_PER_IP: '10000',
     ...target,
@@ -71,8 +70,9 @@ export async function startRedisFleet(options: RedisFleetOptions): Promise<Redis
     await stopNodes(children, stopOptions);
     await proxy?.close();
   };
-  const env = redisEnvironment(options);
-  const publishToken = options.publishToken ?? TEST_PUBLISH_TOKEN;
+  const secret = options.secret ?? randomSecret();
+  const publishToken = options.publishToken ?? randomSecret();
+  const env = redisEnvironment(options, secret, publishToken);
   let nodes: ClusterNode[];
   try {
     nodes = await Promise.all(
@@ -93,7 +93,7 @@ export async function startRedisFleet(options: RedisFleetOptions): Promise<Redis
   return {
     nodes,
     proxy,
-    token: (userId) => signToken(userId, { secret: options.secret ?? TEST_SECRET }),
+    token: (userId) => signUserToken(userId, secret),
     pids: () => children.filter((c) => !c.exit).map((c) => c.pid),
     stop,
   };

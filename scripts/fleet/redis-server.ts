@@ -1,7 +1,8 @@
 /**
- * Real `redis-server` processes for the Redis adapter tests: one server, or a
- * Redis Cluster of three masters. Each runs without persistence in a temp dir
- * of its own, on 127.0.0.1, and is stopped by its pid.
+ * Real `redis-server` processes for `npm run cluster -- --redis`, the Redis
+ * tests and the benchmark: one server, or a Redis Cluster of three masters.
+ * Each runs without persistence in a temp dir of its own, on 127.0.0.1, and
+ * is stopped by its pid.
  *
  * Redis refuses `--port 0`, so a port is picked by binding a throwaway server
  * to port 0 and closing it; another process may take it in between, so a

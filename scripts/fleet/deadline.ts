@@ -1,7 +1,7 @@
 /**
- * Every wait in a test has a deadline and a label, so a missing event fails
- * with "timed out after 2000 ms waiting for `replaced` on tab 1" instead of
- * hanging until the test timeout.
+ * Every wait (in a test, in `npm run cluster`) has a deadline and a label, so
+ * a missing event fails with "timed out after 2000 ms waiting for `replaced`
+ * on tab 1" instead of hanging until the test timeout.
  */
 export async function withDeadline<T>(promise: Promise<T>, ms: number, label: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

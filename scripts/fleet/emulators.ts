@@ -10,8 +10,9 @@ const REGION = 'us-east-1';
 
 /**
  * The AWS emulators, started in-process on 127.0.0.1: fauxqs for SNS/SQS,
- * dynalite for DynamoDB. One pair per test file; each test gets its own table
- * and queue prefix from `unique()`, so tests never see each other's items.
+ * dynalite for DynamoDB. `npm run cluster` starts one pair; so does each AWS
+ * test file (test/aws/emulators.ts), whose tests each get their own table and
+ * queue prefix from `unique()` there, so they never see each other's items.
  */
 export interface Emulators {
   readonly region: string;
@@ -28,14 +29,6 @@ export interface Emulators {
   createTable(name: string): Promise<void>;
   createTopic(name: string): Promise<string>;
   stop(): Promise<void>;
-}
-
-let counter = 0;
-
-/** A name no other test in this process uses: lower-case, short enough for a queue prefix. */
-export function unique(label: string): string {
-  counter += 1;
-  return `${label}-${process.pid.toString(36)}-${counter.toString(36)}`.toLowerCase().slice(0, 30);
 }
 
 /** What is used of fauxqs's Fastify app; its own types need Fastify's, which this project does not install. */
