@@ -1,7 +1,8 @@
-import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose';
+import { createRemoteJWKSet, errors, jwtVerify, type JWTVerifyOptions } from 'jose';
 import { HeraldError } from '../protocol/errors';
 import { isValidUserId } from '../protocol/envelope';
 import type { AuthConfig } from './config';
+import { createHs256Verifier, type Claims } from './hs256';
 
 export interface Identity {
   readonly userId: string;
@@ -48,21 +49,16 @@ export function extractToken(sources: TokenSources, cookieName: string): string 
 }
 
 /**
- * Verifies tokens with jose. The algorithm list is pinned per key type, so
- * `alg: none` and an HS256 token signed with a public key are both refused.
+ * HS256 tokens are verified with node:crypto (`hs256.ts`), JWKS tokens with
+ * jose. The algorithm list is pinned per key type, so `alg: none` and an HS256
+ * token signed with a public key are both refused.
  */
 export function createAuthenticator(config: AuthConfig, cookieName: string): Authenticator {
   const verify = createVerifier(config);
   return async (sources) => {
     const token = extractToken(sources, cookieName);
     if (token === undefined) throw new HeraldError('token_missing', 'send a token as Authorization: Bearer or in the auth cookie');
-    let payload: JWTPayload;
-    try {
-      payload = await verify(token);
-    } catch (error) {
-      throw classify(error);
-    }
-    const { sub, exp } = payload;
+    const { sub, exp } = await verify(token);
     if (!isValidUserId(sub) || typeof exp !== 'number') {
       throw new HeraldError('token_invalid', 'the token needs a string `sub` (the user id) and an `exp`');
     }
@@ -71,24 +67,28 @@ export function createAuthenticator(config: AuthConfig, cookieName: string): Aut
   };
 }
 
-function createVerifier(config: AuthConfig): (token: string) => Promise<JWTPayload> {
-  // `exp` is required: a token without one would hold a stream open forever.
-  const requiredClaims = ['sub', 'exp'];
-  // An identity provider's clock a second ahead would otherwise make a fresh token "not yet valid" (`nbf`).
-  const clockTolerance = config.clockToleranceSeconds ?? 0;
+function createVerifier(config: AuthConfig): (token: string) => Promise<Claims> {
   if (config.kind === 'hs256') {
-    const options: JWTVerifyOptions = {
-      algorithms: ['HS256'],
-      requiredClaims,
-      clockTolerance,
-      ...(config.issuer === undefined ? {} : { issuer: config.issuer }),
-      ...(config.audience === undefined ? {} : { audience: config.audience }),
-    };
-    return async (token) => (await jwtVerify(token, config.secret, options)).payload;
+    const verify = createHs256Verifier(config);
+    return (token) => Promise.resolve(verify(token, Date.now()));
   }
   const keys = createRemoteJWKSet(config.jwksUrl, { cooldownDuration: 30_000, cacheMaxAge: 600_000 });
-  const options: JWTVerifyOptions = { algorithms: ASYMMETRIC, requiredClaims, clockTolerance, issuer: config.issuer, audience: config.audience };
-  return async (token) => (await jwtVerify(token, keys, options)).payload;
+  const options: JWTVerifyOptions = {
+    algorithms: ASYMMETRIC,
+    // `exp` is required: a token without one would hold a stream open forever.
+    requiredClaims: ['sub', 'exp'],
+    // An identity provider's clock a second ahead would otherwise make a fresh token "not yet valid" (`nbf`).
+    clockTolerance: config.clockToleranceSeconds ?? 0,
+    issuer: config.issuer,
+    audience: config.audience,
+  };
+  return async (token) => {
+    try {
+      return (await jwtVerify(token, keys, options)).payload;
+    } catch (error) {
+      throw classify(error);
+    }
+  };
 }
 
 /** A bad token is the client's problem (401); an unreachable key set is ours (503, retry). */
