@@ -38,16 +38,15 @@ function allowedMethods(app: HeraldApp): Map<string, string> {
  */
 export function createApp(node: HeraldNode, publishDeps: PublishDeps): HeraldApp {
   const app: HeraldApp = new Hono<{ Bindings: HttpBindings }>();
-  const { log } = node.deps;
+  const { config, log } = node;
 
-  eventsRoute(app, node);
-  publishRoute(app, node.deps.config, publishDeps, node.metrics);
-  operationsRoutes(app, node);
+  eventsRoute(app, node, config.trustProxy);
+  publishRoute(app, config, publishDeps, node.metrics);
+  operationsRoutes(app, node, node.health);
   const assets = webAssets();
-  clientAssetRoute(app, node.deps.config, assets);
+  clientAssetRoute(app, config, assets);
   openApiRoute(app);
   // The demo page and its sign-in exist only in dev mode; otherwise those paths are 404.
-  const { config } = node.deps;
   // Registered before the dev routes, so it runs first on them; filled in once they are known.
   const devPaths = new Set<string>();
   if (config.dev) app.use('*', devGuard((path) => devPaths.has(path)));

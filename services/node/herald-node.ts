@@ -1,31 +1,28 @@
-import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Bus, BusMessage } from '../ports/bus';
 import type { History } from '../ports/history';
-import type { ConnectionRecord, Owners } from '../ports/owners';
+import type { Owners } from '../ports/owners';
 import type { RateLimiter } from '../ports/rate-limiter';
 import { systemClock, type Clock } from '../ports/clock';
-import type { HeraldEvent } from '../protocol/envelope';
-import { HeraldError } from '../protocol/errors';
 import { MAX_BATCH } from '../protocol/limits';
-import { PING_FRAME, frameClosing, frameEvent, frameReplaced } from '../protocol/sse-frame';
-import type { CloseReason } from '../protocol/stream-terms';
-import { TokenBucketLimiter } from '../adapters/memory/token-bucket';
 import type { Logger } from '../shared/log';
 import type { Config } from './config';
-import { Connection, type BackpressureLimits } from './connection';
 import { Hub } from './hub';
 import { NodeMetrics } from './metrics';
 import { createAuthenticator, type Authenticator } from './auth';
-import { openStream } from './open-stream';
-import { jittered } from './jitter';
+import { AdmissionControl, type Admission } from './admission';
+import { closeWith } from './closing';
+import { Displacement } from './displacement';
+import { Drain, EARLY_DRAIN_MARGIN_MS } from './drain';
+import { FanOut } from './fan-out';
+import { StreamOpener } from './open-stream';
+import { StreamTicker, tickerSlots } from './stream-ticker';
 import { retryWithBackoff } from './retry';
-import { HttpStreamSink, chunk } from './http-stream-sink';
 import type { HealthSource } from './health';
 
-/** Why the server itself ends a stream (not the client leaving, nor a newer tab taking over). */
-export type ServerCloseReason = Exclude<CloseReason, 'replaced' | 'client_closed' | 'slow_consumer'>;
+export type { Admission } from './admission';
+export { EARLY_DRAIN_MARGIN_MS } from './drain';
 
 export interface NodeDeps {
   readonly config: Config;
@@ -42,7 +39,6 @@ export interface NodeDeps {
   readonly health?: HealthSource;
 }
 
-const PING = chunk(PING_FRAME);
 /**
  * A backlog this many times `maxQueuedBytes` cuts a stream at once: with the
  * default 1 MiB that is 8 MiB. It is raised when needed to hold one full batch
@@ -61,68 +57,68 @@ export function hardQueueLimit(maxQueuedBytes: number, maxDataBytes: number): nu
  * it): also how long a crashed node's users may still look online.
  */
 const NODE_TTL_MS = 15_000;
-/** An early drain (the task is being deregistered) ends this much before the ALB's deregistration delay does. */
-export const EARLY_DRAIN_MARGIN_MS = 7_000;
-/** How soon a tab told to `reclaim` its place reconnects: at once, give or take. */
-const RECLAIM_RETRY_MS = 200;
-/** Telling another node's tab it was replaced outlasts a bus outage of a few minutes. */
-const REPLACE_RETRY = { firstMs: 250, maxMs: 10_000, giveUpAfterMs: 5 * 60_000 };
 /**
  * A resync waits for its heartbeat as long as it takes: streams closed before
  * the owners answer again would only have their reconnects refused.
  */
 const RESYNC_HEARTBEAT_RETRY = { firstMs: 100, maxMs: 2_000, giveUpAfterMs: Number.POSITIVE_INFINITY };
-/**
- * One timer for the whole node, not one per stream. Each tick visits one slot
- * of the hub, so each stream is checked (heartbeat due, token expired, stalled)
- * once per check period, and a tick costs a share of the streams: walking all
- * 10,000 of them every 100 ms took ~5 ms a tick, the p99 of every delivery.
- */
-const TICK_MS = 50;
-/** How often each stream is checked: at most a second, and well inside the heartbeat and the stall timeout. */
-export function checkPeriodMs(heartbeatMs: number, stallTimeoutMs: number): number {
-  return Math.min(1000, Math.max(TICK_MS, Math.floor(Math.min(heartbeatMs, stallTimeoutMs) / 4)));
-}
 
 /**
- * One SSE node: its streams, the bus subscription that feeds them, heartbeats,
- * token expiry and the drain. Transport-agnostic below `openStream`, which
- * takes the raw response.
+ * One SSE node: its streams, the bus subscription that feeds them, its
+ * heartbeat and the resync. The parts it is made of each do one thing:
+ * admission (the caps), the opener (a stream's ordered open and its close),
+ * fan-out (live delivery), the ticker (pings, expiry, stalls), displacement
+ * (older tabs) and the drain. Transport-agnostic below `open`, which takes
+ * the raw response.
  */
-/** A place under the connection caps, held from admission until the stream is in the hub or refused. */
-export interface Admission {
-  /** Idempotent. */
-  release(): void;
-}
-
 export class HeraldNode {
   readonly hub: Hub;
   readonly metrics = new NodeMetrics();
   readonly authenticate: Authenticator;
   readonly clock: Clock;
   readonly nodeTtlMs: number;
-  private readonly connectLimiter: TokenBucketLimiter;
-  /** Streams admitted and not yet in the hub (authenticating): they count against the caps. */
-  private admitting = 0;
-  private readonly admittingFrom = new Map<string, number>();
-  private readonly limits: BackpressureLimits;
-  private ticker: NodeJS.Timeout | undefined;
+  private readonly admission: AdmissionControl;
+  private readonly opener: StreamOpener;
+  private readonly fanOut: FanOut;
+  private readonly ticker: StreamTicker;
+  private readonly displacement: Displacement;
+  private readonly drainer: Drain;
   private heartbeater: NodeJS.Timeout | undefined;
-  private drainState: Promise<void> | undefined;
   private stopped = false;
   /** Until then the owners count this node alive: the expiry of its last heartbeat that was stored. */
   private aliveUntilMs = 0;
   /** The resync under way: requests that come meanwhile join it. */
   private resyncing: Promise<void> | undefined;
 
-  constructor(readonly deps: NodeDeps) {
-    this.clock = deps.clock ?? systemClock;
+  constructor(private readonly deps: NodeDeps) {
+    const { config, log, nodeId } = deps;
+    const clock = deps.clock ?? systemClock;
+    this.clock = clock;
     this.nodeTtlMs = deps.nodeTtlMs ?? NODE_TTL_MS;
-    this.authenticate = createAuthenticator(deps.config.auth, deps.config.authCookie);
-    this.connectLimiter = new TokenBucketLimiter(deps.config.connectRatePerAddress, this.clock);
-    const { maxQueuedBytes, stallTimeoutMs, maxDataBytes } = deps.config;
-    this.limits = { maxQueuedBytes, hardQueuedBytes: hardQueueLimit(maxQueuedBytes, maxDataBytes), stallTimeoutMs };
-    this.hub = new Hub(Math.round(checkPeriodMs(deps.config.heartbeatMs, stallTimeoutMs) / TICK_MS));
+    this.authenticate = createAuthenticator(config.auth, config.authCookie);
+    const { maxQueuedBytes, stallTimeoutMs, maxDataBytes } = config;
+    const limits = { maxQueuedBytes, hardQueuedBytes: hardQueueLimit(maxQueuedBytes, maxDataBytes), stallTimeoutMs };
+    const hub = new Hub(tickerSlots(config.heartbeatMs, stallTimeoutMs));
+    this.hub = hub;
+    const draining = (): boolean => this.draining;
+    this.drainer = new Drain({ hub, config, log, nodeId });
+    this.admission = new AdmissionControl({ hub, config, clock, draining });
+    this.displacement = new Displacement({ hub, bus: deps.bus, config, log, nodeId, stopped: () => this.stopped });
+    this.fanOut = new FanOut({ hub, metrics: this.metrics, clock });
+    this.ticker = new StreamTicker({ hub, config, clock, log });
+    this.opener = new StreamOpener({
+      hub,
+      owners: deps.owners,
+      history: deps.history,
+      config,
+      limits,
+      metrics: this.metrics,
+      log,
+      clock,
+      nodeId,
+      displace: (record, byConnectionId, reclaim) => this.displacement.displace(record, byConnectionId, reclaim),
+      draining,
+    });
   }
 
   get nodeId(): string {
@@ -130,7 +126,20 @@ export class HeraldNode {
   }
 
   get draining(): boolean {
-    return this.drainState !== undefined;
+    return this.drainer.draining;
+  }
+
+  get config(): Config {
+    return this.deps.config;
+  }
+
+  get log(): Logger {
+    return this.deps.log;
+  }
+
+  /** What `/healthz` asks whether the node can deliver; absent, it always can. */
+  get health(): HealthSource | undefined {
+    return this.deps.health;
   }
 
   async start(): Promise<void> {
@@ -143,103 +152,19 @@ export class HeraldNode {
       (message) => this.onBusMessage(message),
       () => this.resumeAll(),
     );
-    this.ticker = setInterval(() => this.tick(), TICK_MS);
+    this.ticker.start();
     this.heartbeater = setInterval(() => void this.heartbeat(), Math.floor(this.nodeTtlMs / 3));
     this.deps.log.info('node.started', { nodeId: this.nodeId, mode: this.deps.config.mode, policy: this.deps.config.tabPolicy });
   }
 
-  /**
-   * Refuses a new stream before any work is done for it: draining, full, or
-   * too many connects from one address. An admitted stream holds its place
-   * under the caps from here (`Admission`) until it is in the hub or refused:
-   * authentication is asynchronous (a JWKS fetch, say), and a burst of
-   * requests all checked before any of them was added would overshoot the
-   * caps by the size of the burst.
-   */
+  /** Refuses a new stream before any work is done for it, or holds its place under the caps (see `AdmissionControl`). */
   admit(clientAddress: string): Admission {
-    if (this.draining) throw new HeraldError('draining', 'this node is shutting down; reconnect', { retryAfterMs: 1000 });
-    if (this.hub.size + this.admitting >= this.deps.config.maxConnections) {
-      throw new HeraldError('node_full', 'this node holds its maximum of connections', { retryAfterMs: 5000 });
-    }
-    const fromAddress = this.admittingFrom.get(clientAddress) ?? 0;
-    if (this.hub.streamsFrom(clientAddress) + fromAddress >= this.deps.config.maxConnectionsPerAddress) {
-      throw new HeraldError('too_many_streams', 'too many open streams from this address', { retryAfterMs: 5000 });
-    }
-    const decision = this.connectLimiter.takeNow(clientAddress);
-    if (!decision.allowed) {
-      throw new HeraldError('too_many_connects', 'too many new connections from this address', { retryAfterMs: decision.retryAfterMs });
-    }
-    this.admitting++;
-    this.admittingFrom.set(clientAddress, fromAddress + 1);
-    let held = true;
-    return {
-      release: () => {
-        if (!held) return;
-        held = false;
-        this.admitting--;
-        const left = (this.admittingFrom.get(clientAddress) ?? 1) - 1;
-        if (left === 0) this.admittingFrom.delete(clientAddress);
-        else this.admittingFrom.set(clientAddress, left);
-      },
-    };
+    return this.admission.admit(clientAddress);
   }
 
+  /** Opens an authenticated stream on a response (see `StreamOpener`). Puts it in the hub before it returns. */
   open(res: ServerResponse, socket: Socket, address: string, userId: string, expiresAtMs: number, lastEventId: string | undefined): Promise<void> {
-    const connection = new Connection(
-      randomBytes(9).toString('base64url'),
-      userId,
-      address,
-      expiresAtMs,
-      this.clock(),
-      new HttpStreamSink(res, socket),
-      this.limits,
-      (c, reason) => this.onClosed(c, reason),
-    );
-    // Spread first pings over one period so a burst of connects does not ping in lockstep.
-    connection.nextPingAtMs = connection.connectedAtMs + Math.random() * this.deps.config.heartbeatMs;
-    const { maxStreamMs } = this.deps.config;
-    // Over the cap's last tenth: streams opened together (a drained node's, say) do not all come back together.
-    if (maxStreamMs > 0) connection.closeAtMs = connection.connectedAtMs + maxStreamMs * (1 - Math.random() * 0.1);
-    res.on('close', () => connection.close('client_closed'));
-    return openStream(this, connection, res, socket, lastEventId);
-  }
-
-  record(connection: Connection): ConnectionRecord {
-    return {
-      userId: connection.userId,
-      connectionId: connection.id,
-      nodeId: this.nodeId,
-      connectedAtMs: connection.connectedAtMs,
-      expiresAtMs: connection.expiresAtMs,
-    };
-  }
-
-  /**
-   * Closes another tab of the same user, on this node or, through the bus, on
-   * the node that holds it: with `replaced`, or with `closing` reason `reclaim`
-   * (reconnect) when the tab that displaced it will not be live after all.
-   */
-  displace(record: ConnectionRecord, byConnectionId: string, reclaim = false): void {
-    if (record.nodeId === this.nodeId) {
-      this.replaceLocal(record.userId, record.connectionId, byConnectionId, reclaim);
-      return;
-    }
-    const message: BusMessage = {
-      kind: 'replace',
-      userId: record.userId,
-      connectionId: record.connectionId,
-      byConnectionId,
-      ...(reclaim ? { reclaim: true as const } : {}),
-    };
-    const fields = { connectionId: record.connectionId, nodeId: record.nodeId };
-    // Retried through a bus outage: an old tab that never hears `replaced` keeps its
-    // stream (and broadcasts) until its token expires, while its unicasts go here.
-    const retry = { ...REPLACE_RETRY, stopped: () => this.stopped };
-    retryWithBackoff(() => this.deps.bus.send(message, { node: record.nodeId }), retry, (error, attempt) => {
-      this.deps.log.warn('connection.replace_retrying', { ...fields, attempt, error });
-    }).catch((error: unknown) => {
-      this.deps.log.error('connection.replace_failed', { ...fields, error });
-    });
+    return this.opener.open(res, socket, address, userId, expiresAtMs, lastEventId);
   }
 
   /**
@@ -248,16 +173,15 @@ export class HeraldNode {
    * one unless a shorter one is given), each with a jittered `retry:`, so their
    * reconnects reach the other nodes as a trickle. A second call joins the first.
    */
-  drain(windowMs: number = this.deps.config.drainMs): Promise<void> {
-    this.drainState ??= this.runDrain(Math.max(0, Math.min(windowMs, this.deps.config.drainMs)));
-    return this.drainState;
+  drain(windowMs?: number): Promise<void> {
+    return this.drainer.start(windowMs);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearInterval(this.ticker);
+    this.ticker.stop();
     clearInterval(this.heartbeater);
-    for (const connection of this.hub.snapshot()) this.closeWith(connection, 'draining');
+    for (const connection of this.hub.snapshot()) closeWith(connection, 'draining', this.deps.config.retryMs);
     await this.deps.bus.close();
     // Gone at once, rather than when the last heartbeat lapses.
     await this.deps.owners.heartbeat(this.nodeId, 0).catch((error: unknown) => {
@@ -297,40 +221,7 @@ export class HeraldNode {
     if (!stored) return;
     const streams = this.hub.snapshot().filter((c) => c.state !== 'pending');
     this.deps.log.warn('node.resuming_streams', { nodeId: this.nodeId, streams: streams.length });
-    for (const connection of streams) this.closeWith(connection, 'resync');
-  }
-
-  /** A drain that began while this stream was opening skipped it; it closes as soon as it is live. */
-  closeIfDraining(connection: Connection): void {
-    if (this.draining) this.closeWith(connection, 'draining');
-  }
-
-  closeWith(connection: Connection, reason: ServerCloseReason): void {
-    connection.close(reason, chunk(this.closingFrame(reason)));
-  }
-
-  /** The last frame of a stream the server ends: `closing`, after a jittered `retry:`. */
-  closingFrame(reason: ServerCloseReason): string {
-    // A reclaiming tab should come back at once; a drained fleet spread out.
-    const { retryMs } = this.deps.config;
-    const ms = reason === 'draining' ? jittered(retryMs, 1) : reason === 'reclaim' ? jittered(RECLAIM_RETRY_MS, 0.5) : jittered(retryMs, 0.5);
-    return frameClosing(reason, ms);
-  }
-
-  private async runDrain(windowMs: number): Promise<void> {
-    const connections = this.hub.snapshot();
-    this.deps.log.info('node.draining', { nodeId: this.nodeId, connections: connections.length, windowMs });
-    const closes = connections.map(
-      (connection) =>
-        new Promise<void>((resolve) => {
-          setTimeout(() => {
-            this.closeWith(connection, 'draining');
-            resolve();
-          }, Math.random() * windowMs);
-        }),
-    );
-    await Promise.all(closes);
-    // Streams that were still opening when the drain began close as they go live (see openStream).
+    for (const connection of streams) closeWith(connection, 'resync', this.deps.config.retryMs);
   }
 
   private onBusMessage(message: BusMessage): Promise<void> {
@@ -338,10 +229,10 @@ export class HeraldNode {
     switch (message.kind) {
       case 'deliver':
         // In the order given: a batch's events for one user arrive in one message.
-        for (const event of message.events) this.deliver(event);
+        for (const event of message.events) this.fanOut.deliver(event);
         break;
       case 'replace':
-        this.replaceLocal(message.userId, message.connectionId, message.byConnectionId, message.reclaim === true);
+        this.displacement.replaceLocal(message.userId, message.connectionId, message.byConnectionId, message.reclaim === true);
         break;
       case 'drain':
         this.deps.log.info('node.stop_requested', { source: 'bus' });
@@ -350,74 +241,6 @@ export class HeraldNode {
         break;
     }
     return Promise.resolve();
-  }
-
-  /** Frames the event once and hands the same bytes to every recipient on this node. */
-  private deliver(event: HeraldEvent): void {
-    const frame = chunk(frameEvent(event));
-    let written = 0;
-    let dropped = 0;
-    const push = (connection: Connection): void => {
-      const outcome = connection.push(frame, event.id);
-      if (outcome === 'written') written++;
-      else if (outcome === 'dropped') dropped++;
-    };
-    if ('all' in event.to) {
-      this.hub.forEach(push);
-    } else {
-      for (const userId of event.to.users) {
-        const list = this.hub.of(userId);
-        // Backwards: a push that cuts a slow client removes it from this very list.
-        if (list) for (let i = list.length - 1; i >= 0; i--) push(list[i]!);
-      }
-    }
-    this.metrics.deliveries += written;
-    this.metrics.drops.slow_consumer += dropped;
-    if (written > 0) this.metrics.publishToWrite.observe(Math.max(0, this.clock() - event.publishedAtMs) / 1000);
-  }
-
-  private replaceLocal(userId: string, connectionId: string, byConnectionId: string, reclaim: boolean): void {
-    const connection = this.hub.find(userId, connectionId);
-    if (!connection) return;
-    if (reclaim) {
-      this.deps.log.info('connection.reclaim', { connectionId, byConnectionId });
-      this.closeWith(connection, 'reclaim');
-      return;
-    }
-    this.deps.log.info('connection.replaced', { connectionId, byConnectionId });
-    connection.close('replaced', chunk(frameReplaced(connection.id)));
-  }
-
-  private onClosed(connection: Connection, reason: CloseReason): void {
-    this.hub.remove(connection);
-    this.metrics.closed(reason);
-    this.deps.log.info('connection.closed', { connectionId: connection.id, reason, openMs: this.clock() - connection.connectedAtMs });
-    // A replaced tab's record was already overwritten by the claim that displaced it.
-    if (reason === 'replaced') return;
-    this.deps.owners.release(connection.userId, connection.id).catch((error: unknown) => {
-      this.deps.log.warn('owners.release_failed', { connectionId: connection.id, error });
-    });
-  }
-
-  private tick(): void {
-    const now = this.clock();
-    const { heartbeatMs } = this.deps.config;
-    this.hub.visitNextSlot((connection) => {
-      if (connection.state === 'pending') return;
-      if (connection.stalled(now)) {
-        this.deps.log.info('connection.stalled', { connectionId: connection.id, stallTimeoutMs: this.limits.stallTimeoutMs });
-        connection.close('slow_consumer');
-      } else if (connection.state !== 'live') {
-        return;
-      } else if (connection.expiresAtMs <= now) {
-        this.closeWith(connection, 'token_expired');
-      } else if (connection.closeAtMs <= now) {
-        this.closeWith(connection, 'max_age');
-      } else if (connection.nextPingAtMs <= now) {
-        connection.write(PING);
-        connection.nextPingAtMs = Math.max(connection.nextPingAtMs + heartbeatMs, now + heartbeatMs / 2);
-      }
-    });
   }
 
   private async heartbeat(): Promise<void> {
@@ -441,5 +264,4 @@ export class HeraldNode {
       this.resumeAll();
     }
   }
-
 }

@@ -109,7 +109,7 @@ describe('POST /publish: publisher token', () => {
       expect(answer.status).toBeLessThan(500);
     }
     // No publish route, so the sentinel goes straight through the node's bus.
-    await node.node.deps.bus.send({ kind: 'deliver', events: [{ id: '01ARZ3NDEKTSV4RRFFQ69G5FAV', event: 'sentinel', data: '1', to: { users: ['alice'] }, ttlSeconds: 0, publishedAtMs: Date.now() }] }, 'all');
+    await node.ports.bus.send({ kind: 'deliver', events: [{ id: '01ARZ3NDEKTSV4RRFFQ69G5FAV', event: 'sentinel', data: '1', to: { users: ['alice'] }, ttlSeconds: 0, publishedAtMs: Date.now() }] }, 'all');
     await alice.next('sentinel');
     expect(alice.notifications().map((e) => e.event)).toEqual(['sentinel']);
   });

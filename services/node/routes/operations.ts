@@ -1,10 +1,10 @@
 import type { Hono } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
+import type { HealthSource } from '../health';
 import type { HeraldNode } from '../herald-node';
 
 /** `GET /healthz` for the load balancer, `GET /metrics` for Prometheus. */
-export function operationsRoutes(app: Hono<{ Bindings: HttpBindings }>, node: HeraldNode): void {
-  const { health } = node.deps;
+export function operationsRoutes(app: Hono<{ Bindings: HttpBindings }>, node: HeraldNode, health: HealthSource | undefined): void {
   app.get('/healthz', (c) => {
     // 503 while draining takes the node out of the target group before its streams close.
     if (node.draining) return c.json({ status: 'draining', nodeId: node.nodeId }, 503);

@@ -1,0 +1,43 @@
+import { Hono } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { describe, expect, it } from 'vitest';
+import { isHeraldError } from '../../protocol/errors';
+import { publisherAuth } from './publisher-auth';
+
+const TOKEN = 'publisher-token-0123456789';
+
+function app(): Hono {
+  const hono = new Hono();
+  hono.post('/publish', publisherAuth(TOKEN), (c) => c.text('through'));
+  hono.onError((error, c) => {
+    if (!isHeraldError(error)) throw error;
+    return c.json(error.toJSON(), error.status as ContentfulStatusCode);
+  });
+  return hono;
+}
+
+async function post(authorization: string | undefined): Promise<Response> {
+  return app().request('/publish', { method: 'POST', headers: authorization === undefined ? {} : { Authorization: authorization } });
+}
+
+describe('publisherAuth', () => {
+  it.each([`Bearer ${TOKEN}`, `bearer ${TOKEN}`, `Bearer   ${TOKEN}  `])('lets %j through', async (authorization) => {
+    const response = await post(authorization);
+    expect([response.status, await response.text()]).toEqual([200, 'through']);
+  });
+
+  it.each([
+    ['no Authorization', undefined],
+    ['another token', 'Bearer not-the-token'],
+    ['the token with more after it', `Bearer ${TOKEN}x`],
+    ['a prefix of the token', `Bearer ${TOKEN.slice(0, -1)}`],
+    ['another scheme', `Basic ${TOKEN}`],
+    ['the token alone', TOKEN],
+    ['an empty bearer', 'Bearer '],
+    ['two tokens', `Bearer ${TOKEN} ${TOKEN}`],
+  ])('refuses %s with 401 publisher_unauthorized', async (_case, authorization) => {
+    const response = await post(authorization);
+    expect(response.status).toBe(401);
+    expect(await response.json()).toMatchObject({ error: 'publisher_unauthorized' });
+  });
+});
