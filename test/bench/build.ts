@@ -3,7 +3,7 @@
  * bundles the node: the child processes run plain `node` on one file each, so
  * neither tsx's transpiler nor its memory is part of what is measured.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
@@ -26,6 +26,8 @@ export async function buildBundles(): Promise<Bundles> {
     target: 'node20',
     format: 'esm',
     logLevel: 'warning',
+    // As scripts/build.mjs embeds it: the bundle runs from a temporary directory, away from docs/.
+    define: { __HERALD_OPENAPI_YAML__: JSON.stringify(readFileSync(join(here, '../../docs/openapi.yaml'), 'utf8')) },
     // Some dependencies are CommonJS and call require(): give the ESM bundle one.
     banner: { js: "import { createRequire as __benchCreateRequire } from 'node:module'; const require = __benchCreateRequire(import.meta.url);" },
   });

@@ -7,7 +7,7 @@
  * spread over several processes, each bound to its own 127.0.0.x.
  */
 import { join } from 'node:path';
-import type { ClientReport, OpenResult } from './ipc';
+import type { ClientReport, OpenResult, StreamSpec } from './ipc';
 import { IpcChild } from './processes';
 import { LatencyHistogram } from './stats';
 
@@ -58,7 +58,7 @@ export class ClientFleet {
   }
 
   /** Client `i` holds users `u<first>`… from source address 127.0.0.<i+2> (127.0.0.1 is the publisher's). */
-  async open(options: { url: string; urls?: readonly string[]; secret: string; connections: number; epochNs: bigint; concurrency: number }): Promise<OpenSummary> {
+  async open(options: { url: string; urls?: readonly string[]; secret: string; connections: number; epochNs: bigint; concurrency: number; stream?: StreamSpec }): Promise<OpenSummary> {
     const per = Math.ceil(options.connections / this.clients.length);
     const started = performance.now();
     const results = await Promise.all(
@@ -67,7 +67,18 @@ export class ClientFleet {
         const count = Math.max(0, Math.min(per, options.connections - first));
         return client.request<OpenResult>(
           'open',
-          { url: options.url, ...(options.urls ? { urls: options.urls } : {}), first, count, localAddress: `127.0.0.${i + 2}`, secret: options.secret, concurrency: options.concurrency, timeoutMs: 30_000, epochNs: options.epochNs },
+          {
+            url: options.url,
+            ...(options.urls ? { urls: options.urls } : {}),
+            ...(options.stream ? { stream: options.stream } : {}),
+            first,
+            count,
+            localAddress: `127.0.0.${i + 2}`,
+            secret: options.secret,
+            concurrency: options.concurrency,
+            timeoutMs: 30_000,
+            epochNs: options.epochNs,
+          },
           // Generous: opening is bounded by the per-connection timeout anyway.
           120_000 + count * 50,
         );

@@ -50,6 +50,19 @@ export function serve(handlers: Readonly<Record<string, Handler>>, hello: Record
 
 // ---- messages between the bench and a load client ----
 
+/**
+ * How a stream is opened and when it counts as ready, where it is not a
+ * Herald node's (`GET /events` with a JWT, ready on `event: ready`).
+ */
+export interface StreamSpec {
+  /** Request path; `{user}` is replaced by the user's name (`u<i>`). */
+  readonly path: string;
+  /** Whether to send `Authorization: Bearer <JWT for the user>`. */
+  readonly jwt: boolean;
+  /** The stream is ready once it reads this exact line (e.g. Nchan's `: hi` comment, sent once it has subscribed). */
+  readonly readyLine: string;
+}
+
 export interface OpenCommand {
   /** `http://127.0.0.1:port` of the node. */
   readonly url: string;
@@ -67,6 +80,8 @@ export interface OpenCommand {
   readonly timeoutMs: number;
   /** `process.hrtime.bigint()` of the bench at start: timestamps in event data are ns since then. */
   readonly epochNs: bigint;
+  /** Another server's streams (Nchan's); absent: a Herald node's. */
+  readonly stream?: StreamSpec;
 }
 
 export interface OpenResult {

@@ -9,10 +9,15 @@
  * where `t` is the publisher's `process.hrtime.bigint()` minus the shared
  * epoch. CLOCK_MONOTONIC is one clock for every process on Linux, so `now - t`
  * is the publish→read latency across processes.
+ *
+ * Another server's streams (`--compare nchan`) are opened as the open command's
+ * `stream` says: its path, with or without a JWT, and the line that makes one
+ * ready. Nchan's EventSource frames are `id:` and `data:` lines whose data is
+ * exactly what was POSTed, the same `{"b":…,"t":…}`, so the parsing is shared.
  */
 import { connect, type Socket } from 'node:net';
 import { SignJWT } from 'jose';
-import { serve, type ClientReport, type OpenCommand, type OpenResult, type ReconnectCommand, type TagReport } from './ipc';
+import { serve, type ClientReport, type OpenCommand, type OpenResult, type ReconnectCommand, type StreamSpec, type TagReport } from './ipc';
 import { LatencyHistogram } from './stats';
 
 interface Stream {
@@ -46,6 +51,8 @@ const events: Record<string, number> = {};
 const lost: Record<string, number> = {};
 let epochNs = 0n;
 let closing = false;
+/** Set by the open command when the streams are not a Herald node's. */
+let spec: StreamSpec | undefined;
 
 function bump(counts: Record<string, number>, key: string): void {
   counts[key] = (counts[key] ?? 0) + 1;
@@ -75,10 +82,14 @@ function onLine(stream: Stream, text: string, start: number, end: number, nowNs:
   } else if (first === 101 /* e */ && text.startsWith('event: ', start)) {
     const name = text.slice(start + 7, end);
     bump(events, name);
-    if (name === 'ready' && stream.settle) {
+    if (name === 'ready' && stream.settle && !spec) {
       stream.settle('ready');
       stream.settle = undefined;
     }
+  }
+  if (spec && stream.settle && end - start === spec.readyLine.length && text.startsWith(spec.readyLine, start)) {
+    stream.settle('ready');
+    stream.settle = undefined;
   }
 }
 
@@ -150,7 +161,9 @@ function openOne(url: URL, token: string, user: number, command: { localAddress:
     };
     streams.add(stream);
     const resume = lastEventId === undefined ? '' : `Last-Event-ID: ${lastEventId}\r\n`;
-    socket.write(`GET /events HTTP/1.1\r\nHost: ${url.host}\r\nAccept: text/event-stream\r\nAuthorization: Bearer ${token}\r\n${resume}\r\n`);
+    const path = spec ? spec.path.replaceAll('{user}', `u${user}`) : '/events';
+    const auth = spec && !spec.jwt ? '' : `Authorization: Bearer ${token}\r\n`;
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nAccept: text/event-stream\r\n${auth}${resume}\r\n`);
     socket.on('data', (chunk: string) => onData(stream, chunk));
     socket.on('error', (error: NodeJS.ErrnoException) => (stream.error ??= error.code ?? error.message));
     socket.on('close', () => onClose(stream));
@@ -160,6 +173,7 @@ function openOne(url: URL, token: string, user: number, command: { localAddress:
 async function openAll(command: OpenCommand): Promise<OpenResult> {
   epochNs = command.epochNs;
   localAddress = command.localAddress;
+  spec = command.stream;
   const urls = (command.urls && command.urls.length > 0 ? command.urls : [command.url]).map((u) => new URL(u));
   const secret = new TextEncoder().encode(command.secret);
   const expires = Math.floor(Date.now() / 1000) + 3600;
@@ -171,7 +185,7 @@ async function openAll(command: OpenCommand): Promise<OpenResult> {
     while (next < command.count) {
       const user = command.first + next++;
       // Each connection is a distinct user, as an identity provider would sign it.
-      const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(`u${user}`).setIssuedAt().setExpirationTime(expires).sign(secret);
+      const token = spec && !spec.jwt ? '' : await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(`u${user}`).setIssuedAt().setExpirationTime(expires).sign(secret);
       const outcome = await openOne(urls[user % urls.length]!, token, user, command);
       if (outcome === 'ready') opened.push(user);
       else bump(failures, outcome);

@@ -6,8 +6,19 @@ import { parseArgs } from 'node:util';
 import { MAX_STREAMS_PER_CLIENT } from './client-fleet';
 import { SHAPES } from './shape';
 
-/** The local node holds every stream in one process, which may open at most 20,000 files. */
+/** The local node (and nginx's one worker) holds every stream in one process, which may open at most 20,000 files. */
 const LOCAL_MAX_CONNECTIONS = 19_000;
+
+/** Servers `--compare` runs beside the local shape, in the same run. */
+export const COMPARE_TARGETS = ['nchan'] as const;
+
+function profilePhase(raw: string | undefined): ProfilePhase | undefined {
+  if (raw === undefined || raw === 'connect' || raw === 'sustained') return raw;
+  throw new UsageError(`--profile takes connect or sustained, got "${raw}"`);
+}
+
+/** The phases `--profile` can record: opening the streams, or the sustained deliveries. */
+export type ProfilePhase = 'connect' | 'sustained';
 
 export interface BenchOptions {
   readonly connections: number;
@@ -24,8 +35,8 @@ export interface BenchOptions {
   readonly rate: number | undefined;
   /** `ttl` of the sustained notifications; undefined = the node's default (kept for replay). */
   readonly ttl: number | undefined;
-  /** Write a CPU profile of the node during the sustained phase (local shape). */
-  readonly profile: boolean;
+  /** Write a CPU profile of the node during this phase (local shape). */
+  readonly profile: ProfilePhase | undefined;
   /** Nodes of the cluster or redis shape. */
   readonly nodes: number;
   /** How the cluster shape publishes. */
@@ -40,6 +51,8 @@ export interface BenchOptions {
   readonly costOnly: boolean;
   /** Flags left at this shape's own defaults, named for the output (e.g. `--connections 3000`). */
   readonly shapeDefaults: readonly string[];
+  /** Also run the same phases against this server, after the local shape, and print both side by side. */
+  readonly compare: (typeof COMPARE_TARGETS)[number] | undefined;
 }
 
 /**
@@ -60,7 +73,12 @@ export const USAGE = `npm run bench -- [flags]
                       (the AWS shape on this machine: --nodes nodes in aws mode on the emulators,
                       publishing through the Lambda handler → SNS → SQS) or redis (--nodes nodes in
                       redis mode on one redis-server, publishing with POST /publish on each in turn);
-                      both default to --connections ${CLUSTER_DEFAULTS.connections}, --samples ${CLUSTER_DEFAULTS.samples}
+                      both default to --connections ${CLUSTER_DEFAULTS.connections}, --samples ${CLUSTER_DEFAULTS.samples};
+                      or nchan (nginx + the Nchan module alone, one message per POST; see --compare)
+  --compare nchan     run the same phases against the local shape and then nginx + Nchan (Debian's nginx and
+                      libnginx-mod-nchan, installed with apt when missing and running as root), and print them
+                      side by side with ratios. Herald's sustained phase runs twice: --batch per POST, then 1 per
+                      POST as Nchan publishes
   --nodes N           nodes of the cluster or redis shape (default ${CLUSTER_DEFAULTS.nodes})
   --publish-via P     cluster shape: lambda (default: the Lambda handler, in the bench process) or http (POST /publish)
   --url URL           measure an existing node on 127.0.0.0/8 instead of starting one
@@ -70,7 +88,7 @@ export const USAGE = `npm run bench -- [flags]
   --samples N         sequential unicast publishes for latency (default 2000)
   --rounds N          broadcasts, median reported (default 10)
   --publishers N      keep-alive publish connections in the sustained phase (default 4)
-  --batch N           notifications per POST in the sustained phase, 1-100 (default 100)
+  --batch N           notifications per POST in the sustained phase, 1-100 (default 100; 1 with --shape nchan)
   --rate N            open-loop notifications/s in the sustained phase (default: closed loop, as fast as the node answers)
   --ttl S             ttl of the sustained notifications (default: the node's, 1 hour; 0 = live only, no history)
   --cost-count N      cluster shape: notifications in each window of the cost phase, sent one per Lambda
@@ -79,7 +97,8 @@ export const USAGE = `npm run bench -- [flags]
   --cost-idle S       cluster shape: seconds with nothing published, to price the nodes' fixed cost
                       (empty long polls, heartbeats; default ${COST_DEFAULTS.idleS}; 0 leaves it out)
   --cost-only         cluster shape: open the streams, then run only the cost phase
-  --profile           write a V8 CPU profile of the node during the sustained phase and list the top self-time functions
+  --profile PHASE     write a V8 CPU profile of the node during one phase, connect (opening the streams) or
+                      sustained, and list the top self-time functions
   --json              also print the results as JSON (JSON on stdout, everything else on stderr)
 `;
 
@@ -126,13 +145,14 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
       batch: { type: 'string' },
       rate: { type: 'string' },
       ttl: { type: 'string' },
-      profile: { type: 'boolean' },
+      profile: { type: 'string' },
       nodes: { type: 'string' },
       'publish-via': { type: 'string' },
       'cost-count': { type: 'string' },
       'cost-rate': { type: 'string' },
       'cost-idle': { type: 'string' },
       'cost-only': { type: 'boolean' },
+      compare: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -173,8 +193,20 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
   if (target === undefined && Math.ceil(connections / (multiNode ? nodes : 1)) > LOCAL_MAX_CONNECTIONS) {
     throw new UsageError(`a node is one process with at most 20,000 open files: --connections ${LOCAL_MAX_CONNECTIONS} per node at most`);
   }
-  if (target !== undefined && multiNode) throw new UsageError(`--url measures an existing node; it does not go with --shape ${shape}`);
+  if (target !== undefined && shape !== 'local') throw new UsageError(`--url measures an existing node; it does not go with --shape ${shape}`);
   const rateRaw = values.rate;
+
+  const compare = values.compare;
+  if (compare !== undefined) {
+    if (!(COMPARE_TARGETS as readonly string[]).includes(compare)) throw new UsageError(`--compare must be one of: ${COMPARE_TARGETS.join(', ')}`);
+    if (shape !== 'local') throw new UsageError('--compare runs beside the local shape: leave out --shape');
+    if (target !== undefined) throw new UsageError('--compare starts both servers itself: it does not go with --url');
+    if (values.ttl !== undefined) throw new UsageError('--ttl does not go with --compare: Nchan keeps messages as its config says (100 per channel for an hour, Herald\'s defaults)');
+  }
+  const nchan = shape === 'nchan';
+  if (nchan && values.ttl !== undefined) throw new UsageError('--ttl does not go with --shape nchan: Nchan keeps messages as its config says (100 per channel for an hour)');
+  const batch = int(values, 'batch', nchan ? 1 : 100, 1, 100);
+  if (nchan && batch !== 1) throw new UsageError('--shape nchan publishes one message per POST: --batch 1');
 
   return {
     connections,
@@ -186,10 +218,10 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     samples: int(values, 'samples', multiNode ? CLUSTER_DEFAULTS.samples : 2000, 1, 100_000),
     rounds: int(values, 'rounds', 10, 1, 100),
     publishers: int(values, 'publishers', 4, 1, 64),
-    batch: int(values, 'batch', 100, 1, 100),
+    batch,
     rate: rateRaw === undefined ? undefined : int(values, 'rate', 0, 1, 10_000_000),
     ttl: values.ttl === undefined ? undefined : int(values, 'ttl', 0, 0, 7 * 24 * 3600),
-    profile: values.profile ?? false,
+    profile: profilePhase(values.profile),
     nodes,
     publishVia,
     costCount,
@@ -197,5 +229,6 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     costIdleS: int(values, 'cost-idle', COST_DEFAULTS.idleS, 0, 300),
     costOnly,
     shapeDefaults,
+    compare: compare as BenchOptions['compare'],
   };
 }

@@ -143,6 +143,8 @@ export interface SustainedResult {
   /** The kernel's share of `nodeCpuUs`, where the shape can tell. */
   readonly nodeSystemCpuUs: number | undefined;
   readonly clientCpuUs: number;
+  /** CPU of this process (the publisher, and the clients' coordination) over the phase. */
+  readonly publisherCpuUs: number;
   readonly latency: LatencyHistogram;
 }
 
@@ -170,6 +172,7 @@ export async function sustainedDeliveries(context: BenchContext, options: Sustai
   };
 
   const [cpuBefore, clientsBefore] = await Promise.all([context.node.cpu(), context.fleet.report([])]);
+  const publisherBefore = process.cpuUsage();
   const startNs = nowNs(context);
   const started = performance.now();
   const endAt = started + options.durationS * 1000;
@@ -201,6 +204,7 @@ export async function sustainedDeliveries(context: BenchContext, options: Sustai
 
   const total = await context.fleet.waitFor(tag, accepted, { timeoutMs: 60_000, quietMs: 5_000, pollMs: 100 });
   const [cpuAfter, clientsAfter] = await Promise.all([context.node.cpu(), context.fleet.report([])]);
+  const publisher = process.cpuUsage(publisherBefore);
   const deliverySeconds = Math.max(1e-9, (total.lastArrivalNs - startNs) / 1e9);
   return {
     mode: options.rate === undefined ? `closed loop, ${options.publishers} connections` : `open loop at ${options.rate}/s, ${options.publishers} connections`,
@@ -218,6 +222,7 @@ export async function sustainedDeliveries(context: BenchContext, options: Sustai
     nodeCpuUs: cpuAfter.totalUs - cpuBefore.totalUs,
     nodeSystemCpuUs: cpuAfter.systemUs === undefined || cpuBefore.systemUs === undefined ? undefined : cpuAfter.systemUs - cpuBefore.systemUs,
     clientCpuUs: clientsAfter.cpuUs - clientsBefore.cpuUs,
+    publisherCpuUs: publisher.user + publisher.system,
     latency: total.latency,
   };
 }

@@ -15,6 +15,33 @@ export function track(child: ChildProcess): void {
   tracked.add(child);
   child.once('exit', () => tracked.delete(child));
 }
+/**
+ * Processes started by a child of ours rather than by us (nginx's workers, whose
+ * master the bench spawned), with a check that the pid is still that process
+ * and not a reuse: SIGKILLed with the rest, since a worker outlives a killed master.
+ */
+const trackedPids = new Map<number, (pid: number) => boolean>();
+
+/** Makes `pid` one of the processes stopped by `stopAll` and the exit guards, while `isStill(pid)` holds. */
+export function trackPid(pid: number, isStill: (pid: number) => boolean): void {
+  trackedPids.set(pid, isStill);
+}
+
+export function untrackPid(pid: number): void {
+  trackedPids.delete(pid);
+}
+
+/** SIGKILLs every tracked pid that is still the process it was. */
+function killTrackedPids(): void {
+  for (const [pid, isStill] of trackedPids) {
+    try {
+      if (isStill(pid)) process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  trackedPids.clear();
+}
 /** Children spawned but not yet said hello: still ours to kill. */
 const orphans = new Set<{ readonly label: string; readonly process: ChildProcess }>();
 
@@ -139,6 +166,7 @@ export async function stopAll(): Promise<void> {
   await Promise.all([...started].map((child) => child.stop()));
   for (const orphan of orphans) kill(orphan.process, 'SIGKILL');
   for (const child of tracked) kill(child, 'SIGKILL');
+  killTrackedPids();
 }
 
 /**
@@ -159,5 +187,6 @@ export function installExitGuards(log: (line: string) => void): void {
     for (const child of started) kill(child.process, 'SIGKILL');
     for (const orphan of orphans) kill(orphan.process, 'SIGKILL');
     for (const child of tracked) kill(child, 'SIGKILL');
+    killTrackedPids();
   });
 }

@@ -29,6 +29,8 @@ export interface HotSpot {
 
 export interface ProfileSummary {
   readonly path: string;
+  /** The phase it recorded: `connect` or `sustained`. */
+  readonly phase: string;
   readonly busyMs: number;
   readonly idleMs: number;
   readonly top: HotSpot[];
@@ -60,7 +62,7 @@ function moduleIndex(bundlePath: string): (line: number) => string {
   };
 }
 
-export function summarizeProfile(path: string, bundlePath: string, top = 20): ProfileSummary {
+export function summarizeProfile(path: string, bundlePath: string, phase: string, top = 20): ProfileSummary {
   const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
   const bundleUrl = pathToFileURL(bundlePath).href;
   const moduleOf = moduleIndex(bundlePath);
@@ -97,6 +99,7 @@ export function summarizeProfile(path: string, bundlePath: string, top = 20): Pr
   for (const entry of byFunction.values()) byModule.set(entry.where, (byModule.get(entry.where) ?? 0) + entry.us);
   return {
     path,
+    phase,
     busyMs: busyUs / 1000,
     idleMs: idleUs / 1000,
     top: ranked.map((e) => ({ functionName: e.functionName, where: e.where, selfMs: e.us / 1000, percent: share(e.us) })),

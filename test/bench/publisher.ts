@@ -9,45 +9,60 @@ export interface PublishOutcome {
   readonly body: string;
 }
 
-export class HttpPublisher {
+/** POSTs to any path of one server over a few keep-alive connections. */
+export class KeepAlivePoster {
   private readonly agent: Agent;
-  private readonly url: URL;
+  private readonly hostname: string;
+  private readonly port: number;
 
-  constructor(
-    baseUrl: string,
-    private readonly token: string,
-    connections: number,
-  ) {
-    this.url = new URL('/publish', baseUrl);
+  constructor(baseUrl: string, connections: number) {
+    const url = new URL(baseUrl);
+    this.hostname = url.hostname;
+    this.port = Number(url.port || 80);
     this.agent = new Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections });
   }
 
   /** Resolves with any status; rejects only on a transport error. */
-  post(json: string): Promise<PublishOutcome> {
+  post(path: string, body: string, headers: Readonly<Record<string, string>>): Promise<PublishOutcome> {
     return new Promise<PublishOutcome>((resolve, reject) => {
       const req = request(
-        this.url,
-        {
-          method: 'POST',
-          agent: this.agent,
-          headers: { Authorization: `Bearer ${this.token}`, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(json) },
-        },
+        { hostname: this.hostname, port: this.port, path, method: 'POST', agent: this.agent, headers: { ...headers, 'Content-Length': Buffer.byteLength(body) } },
         (res) => {
-          let body = '';
+          let text = '';
           res.setEncoding('utf8');
-          res.on('data', (chunk: string) => (body += chunk));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          res.on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
           res.on('error', reject);
         },
       );
       req.setTimeout(30_000, () => req.destroy(new Error('publish timed out after 30 s')));
       req.on('error', reject);
-      req.end(json);
+      req.end(body);
     });
   }
 
   close(): void {
     this.agent.destroy();
+  }
+}
+
+/** A Herald node's `POST /publish`. */
+export class HttpPublisher {
+  private readonly poster: KeepAlivePoster;
+  private readonly headers: Readonly<Record<string, string>>;
+
+  constructor(baseUrl: string, token: string, connections: number) {
+    this.poster = new KeepAlivePoster(baseUrl, connections);
+    this.headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
+  }
+
+  /** Resolves with any status; rejects only on a transport error. */
+  post(json: string): Promise<PublishOutcome> {
+    return this.poster.post('/publish', json, this.headers);
+  }
+
+  close(): void {
+    this.poster.close();
   }
 }
 

@@ -24,9 +24,13 @@ export interface BenchResult {
     readonly stillOpenAtEnd: number;
   };
   readonly memory: { readonly before: MemorySample; readonly idle: MemorySample; readonly afterSustained: MemorySample };
+  /** The server's CPU over the connect phase (from the first stream asked for to the last one ready). */
+  readonly connect: { readonly cpuUs: number; readonly systemUs: number | undefined };
   readonly unicast: UnicastResult;
   readonly broadcast: BroadcastResult;
   readonly sustained: SustainedResult;
+  /** `--compare`: Herald's sustained phase again with one notification per POST, as Nchan publishes. */
+  readonly sustainedSingle?: SustainedResult;
   /** herald_* counters that moved during the measured phases (drops, closes, refusals). */
   readonly nodeCounters: Record<string, number>;
   readonly profile: ProfileSummary | undefined;
@@ -96,6 +100,14 @@ function rows(result: BenchResult): Row[] {
       meets: per.rss <= 16 * KB,
       nchan: '≈ 13 KB',
       pushpin: '≈ 46 KB',
+    },
+    {
+      measure: 'node CPU per accepted stream (connect phase)',
+      result: `${formatUs(c.opened > 0 ? result.connect.cpuUs / c.opened : NaN)} (${(result.connect.cpuUs / 1e6).toFixed(2)} s node CPU for ${formatCount(c.opened)} streams${result.connect.systemUs === undefined ? '' : `, ${Math.round((100 * result.connect.systemUs) / Math.max(1, result.connect.cpuUs))} % in the kernel`})`,
+      target: '',
+      meets: undefined,
+      nchan: '≈ 82 µs',
+      pushpin: '',
     },
     {
       measure: 'node heap per idle connection',
@@ -217,6 +229,9 @@ export function renderTable(result: BenchResult): string {
       ),
     );
   }
+  if (result.memory.idle.parts) {
+    lines.push('', `memory with the streams open: ${Object.entries(result.memory.idle.parts).map(([name, bytes]) => `${name} ${formatBytes(bytes)}`).join(', ')}`);
+  }
   if (result.otherCpuSeconds) {
     lines.push('', `other processes' CPU over the run: ${Object.entries(result.otherCpuSeconds).map(([name, sec]) => `${name} ${sec.toFixed(2)} s`).join('; ')}`);
   }
@@ -226,7 +241,7 @@ export function renderTable(result: BenchResult): string {
   if (counters.length > 0) lines.push('', `node counters that moved: ${counters.map(([k, n]) => `${k} +${n}`).join(', ')}`);
   if (result.profile) {
     const p = result.profile;
-    lines.push('', `CPU profile of the node during the sustained phase (${p.path}): ${p.busyMs.toFixed(0)} ms busy, ${p.idleMs.toFixed(0)} ms idle. Top self time:`);
+    lines.push('', `CPU profile of the node during the ${p.phase} phase (${p.path}; its figures include the profiler's cost): ${p.busyMs.toFixed(0)} ms busy, ${p.idleMs.toFixed(0)} ms idle. Top self time:`);
     lines.push(
       markdownTable(
         ['self ms', '% busy', 'function', 'module'],
@@ -243,15 +258,16 @@ export function renderTable(result: BenchResult): string {
   return lines.join('\n');
 }
 
+function latency(h: { percentile(p: number): number; maxUs: number; count: number }): Record<string, number> {
+  return { count: h.count, p50Us: h.percentile(50), p90Us: h.percentile(90), p99Us: h.percentile(99), maxUs: h.maxUs };
+}
+
+function sustainedJson(s: SustainedResult): unknown {
+  return { ...s, latency: latency(s.latency), nodeCpuPerDeliveryUs: s.received > 0 ? s.nodeCpuUs / s.received : null };
+}
+
 /** JSON-friendly form: histograms become their percentiles. */
 export function toJson(result: BenchResult): unknown {
-  const latency = (h: { percentile(p: number): number; maxUs: number; count: number }): Record<string, number> => ({
-    count: h.count,
-    p50Us: h.percentile(50),
-    p90Us: h.percentile(90),
-    p99Us: h.percentile(99),
-    maxUs: h.maxUs,
-  });
   const per = perConnection(result);
   return {
     ...result,
@@ -260,10 +276,8 @@ export function toJson(result: BenchResult): unknown {
     unicast: { ...result.unicast, latency: latency(result.unicast.latency) },
     broadcast: { ...result.broadcast, latency: latency(result.broadcast.latency) },
     cost: result.cost ? { ...result.cost, singlePrice: priceWindow(result.cost.single), batchedPrice: priceWindow(result.cost.batched) } : null,
-    sustained: {
-      ...result.sustained,
-      latency: latency(result.sustained.latency),
-      nodeCpuPerDeliveryUs: result.sustained.received > 0 ? result.sustained.nodeCpuUs / result.sustained.received : null,
-    },
+    connect: { ...result.connect, cpuPerStreamUs: result.connections.opened > 0 ? result.connect.cpuUs / result.connections.opened : null },
+    sustained: sustainedJson(result.sustained),
+    sustainedSingle: result.sustainedSingle ? sustainedJson(result.sustainedSingle) : null,
   };
 }

@@ -7,12 +7,16 @@
  * Processes: this one (CLI, publisher, table), the node under test (unless
  * `--url`), and `--clients` load clients holding the streams. All traffic
  * stays on 127.0.0.0/8, and every process started here is stopped by its pid.
+ *
+ * `--compare nchan` runs the local shape and then nginx + Nchan through the
+ * same phases, each with fresh load clients, and prints them side by side.
  */
 import { randomBytes } from 'node:crypto';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildBundles, type Bundles } from './build';
 import { ClientFleet, type OpenSummary } from './client-fleet';
+import { comparisonJson, renderComparison } from './compare-report';
 import { costPhases, type CostResult } from './cost';
 import { renderCost } from './cost-report';
 import { UsageError, USAGE, parseOptions, type BenchOptions } from './options';
@@ -22,7 +26,7 @@ import { summarizeProfile, type ProfileSummary } from './profile';
 import { getText } from './publisher';
 import { attachToUrl } from './remote-target';
 import { renderTable, toJson, type BenchResult } from './report';
-import { SHAPES, type NodeUnderTest } from './shape';
+import { SHAPES, type NodeUnderTest, type ShapeOptions } from './shape';
 
 const log = (line: string): void => void process.stderr.write(`[bench] ${line}\n`);
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -42,7 +46,15 @@ function countersMoved(before: Map<string, number>, after: Map<string, number>):
 async function openStreams(options: BenchOptions, node: NodeUnderTest, fleet: ClientFleet, secret: string): Promise<{ epochNs: bigint; opened: OpenSummary }> {
   const epochNs = process.hrtime.bigint();
   log(`opening ${options.connections} streams from ${fleet.size} client processes…`);
-  const opened = await fleet.open({ url: node.url, ...(node.urls ? { urls: node.urls } : {}), secret, connections: options.connections, epochNs, concurrency: 64 });
+  const opened = await fleet.open({
+    url: node.url,
+    ...(node.urls ? { urls: node.urls } : {}),
+    ...(node.stream ? { stream: node.stream } : {}),
+    secret,
+    connections: options.connections,
+    epochNs,
+    concurrency: 64,
+  });
   log(`${opened.opened.length} open in ${(opened.wallMs / 1000).toFixed(1)} s${Object.keys(opened.failures).length > 0 ? `, failures ${JSON.stringify(opened.failures)}` : ''}`);
   if (opened.opened.length === 0) throw new Error(`no stream opened: ${JSON.stringify(opened.failures)}`);
   return { epochNs, opened };
@@ -70,7 +82,11 @@ async function measureCostOnly(options: BenchOptions, node: NodeUnderTest, fleet
   ].join('\n');
 }
 
-async function measure(options: BenchOptions, node: NodeUnderTest, fleet: ClientFleet, secret: string): Promise<BenchResult> {
+/**
+ * All the phases against one server. `singleToo`: after the sustained phase,
+ * run it again with one notification per POST (`--compare`: as Nchan publishes).
+ */
+async function measure(options: BenchOptions, node: NodeUnderTest, fleet: ClientFleet, secret: string, singleToo = false): Promise<BenchResult> {
   const startedAt = new Date().toISOString();
   const loadAvgBefore = loadavg();
   // A few requests first, so the baseline includes a warmed-up HTTP path rather than charging it to the streams.
@@ -78,7 +94,22 @@ async function measure(options: BenchOptions, node: NodeUnderTest, fleet: Client
   const before = await node.memory();
   const countersBefore = await node.counters();
 
+  const profiler = options.profile ? node.profiler : undefined;
+  if (options.profile && !profiler) log('this shape cannot profile the node; --profile ignored');
+  const profilePath = join(tmpdir(), `herald-bench-${Date.now()}.cpuprofile`);
+  // Stopped only after the CPU is read: writing the profile costs the node CPU, which must not count as the phase's.
+  const stopProfile = async (): Promise<ProfileSummary | undefined> => {
+    if (!profiler) return undefined;
+    await profiler.stop(profilePath);
+    return summarizeProfile(profilePath, profiler.bundlePath, options.profile ?? 'sustained');
+  };
+  let profile: ProfileSummary | undefined;
+
+  if (options.profile === 'connect') await profiler?.start();
+  const cpuBeforeOpen = await node.cpu();
   const { epochNs, opened } = await openStreams(options, node, fleet, secret);
+  const cpuAfterOpen = await node.cpu();
+  if (options.profile === 'connect') profile = await stopProfile();
   // Let the node finish its bookkeeping (claims, first pings) before reading its idle memory.
   await sleep(2000);
   const idle = await node.memory();
@@ -94,23 +125,22 @@ async function measure(options: BenchOptions, node: NodeUnderTest, fleet: Client
   log(`broadcast to ${expected} (${options.rounds} rounds)…`);
   const broadcast = await broadcastFanOut(context, options.rounds, expected);
 
-  const profilePath = join(tmpdir(), `herald-bench-${Date.now()}.cpuprofile`);
-  const profiler = options.profile ? node.profiler : undefined;
-  if (options.profile && !profiler) log('this shape cannot profile the node; --profile ignored');
-  log(`sustained deliveries for ${options.durationS} s…`);
-  await profiler?.start();
+  const batch = Math.min(options.batch, node.maxBatch ?? options.batch);
+  log(`sustained deliveries for ${options.durationS} s, ${batch} per POST…`);
+  if (options.profile === 'sustained') await profiler?.start();
   const sustained = await sustainedDeliveries(context, {
     durationS: options.durationS,
     publishers: options.publishers,
-    batch: options.batch,
+    batch,
     rate: options.rate,
     ttl: options.ttl,
   });
   // Stopped only now: writing the profile costs the node CPU, which must not count as delivery work.
-  let profile: ProfileSummary | undefined;
-  if (profiler) {
-    await profiler.stop(profilePath);
-    profile = summarizeProfile(profilePath, profiler.bundlePath);
+  if (options.profile === 'sustained') profile = await stopProfile();
+  let sustainedSingle: BenchResult['sustainedSingle'];
+  if (singleToo && batch > 1) {
+    log(`sustained deliveries for ${options.durationS} s, 1 per POST…`);
+    sustainedSingle = await sustainedDeliveries(context, { durationS: options.durationS, publishers: options.publishers, batch: 1, rate: options.rate, ttl: options.ttl }, 's1');
   }
 
   const afterSustained = await node.memory();
@@ -137,9 +167,14 @@ async function measure(options: BenchOptions, node: NodeUnderTest, fleet: Client
       stillOpenAtEnd: final.open,
     },
     memory: { before, idle, afterSustained },
+    connect: {
+      cpuUs: cpuAfterOpen.totalUs - cpuBeforeOpen.totalUs,
+      systemUs: cpuAfterOpen.systemUs === undefined || cpuBeforeOpen.systemUs === undefined ? undefined : cpuAfterOpen.systemUs - cpuBeforeOpen.systemUs,
+    },
     unicast,
     broadcast,
     sustained,
+    ...(sustainedSingle ? { sustainedSingle } : {}),
     nodeCounters: countersMoved(countersBefore, countersAfter),
     profile,
     notes,
@@ -167,7 +202,9 @@ async function main(): Promise<number> {
   installExitGuards(log);
   // Bounded in time whatever happens: open, phases and settles each have their own deadlines; this is the backstop.
   const costMs = options.costCount === 0 ? 0 : options.costIdleS * 1000 + ((2 * options.costCount) / options.costRate) * 3000 + 2 * 70_000;
-  const budgetMs = Math.min(30 * 60_000, 180_000 + options.connections * 20 + options.samples * 20 + options.durationS * 3000 + costMs);
+  const oneRunMs = 180_000 + options.connections * 20 + options.samples * 20 + options.durationS * 3000 + costMs;
+  // --compare: two servers, and Herald's sustained phase twice.
+  const budgetMs = options.compare ? Math.min(60 * 60_000, 2 * oneRunMs + options.durationS * 3000) : Math.min(30 * 60_000, oneRunMs);
   const watchdog = setTimeout(() => {
     log(`still running after ${Math.round(budgetMs / 1000)} s: stopping everything`);
     void stopAll().finally(() => process.exit(3));
@@ -183,19 +220,53 @@ async function main(): Promise<number> {
     process.once('exit', () => bundles?.remove());
     const secret = options.target?.secret ?? randomBytes(32).toString('base64url');
     const publishToken = options.target?.publishToken ?? randomBytes(24).toString('base64url');
+    const shapeOptions: ShapeOptions = {
+      connections: options.connections,
+      secret,
+      publishToken,
+      publishers: options.publishers,
+      buildDir: bundles.dir,
+      nodes: options.nodes,
+      publishVia: options.publishVia,
+    };
+    if (options.compare) {
+      // Before Herald's run, so a missing package or too many streams for nginx fails at once.
+      (await import('./nchan-target')).nchanPreflight(options.connections, options.publishers);
+      const built = bundles;
+      /** One server through every phase with its own load clients; both stopped before the next one starts. */
+      const runOne = async (shape: string, singleToo: boolean): Promise<BenchResult> => {
+        log(`starting ${shape}…`);
+        const target = await SHAPES[shape]!(shapeOptions);
+        let clients: ClientFleet | undefined;
+        try {
+          log(`${target.description} at ${target.url}`);
+          clients = await ClientFleet.start(options.clients, built.dir);
+          return await measure(options, target, clients, secret, singleToo);
+        } finally {
+          log(`stopping the clients and ${shape}…`);
+          await clients?.stop().catch(() => undefined);
+          await target.stop().catch(() => undefined);
+        }
+      };
+      const herald = await runOne('local', true);
+      // Let the closed sockets and the freed memory settle before the second server starts.
+      await sleep(3000);
+      const other = await runOne(options.compare, false);
+      const comparison = { herald, other, otherName: 'nginx+Nchan', order: 'Herald (local shape) first, then nginx+Nchan' };
+      const table = renderComparison(comparison);
+      if (options.json) {
+        console.error(table);
+        console.log(JSON.stringify(comparisonJson(comparison), null, 2));
+      } else {
+        console.log(table);
+      }
+      return 0;
+    }
     if (options.target) {
       node = attachToUrl(options.target.url, options.target.publishToken, options.publishers);
     } else {
       log(`starting the node (shape ${options.shape})…`);
-      node = await SHAPES[options.shape]!({
-        connections: options.connections,
-        secret,
-        publishToken,
-        publishers: options.publishers,
-        buildDir: bundles.dir,
-        nodes: options.nodes,
-        publishVia: options.publishVia,
-      });
+      node = await SHAPES[options.shape]!(shapeOptions);
     }
     log(`${node.description} at ${node.url}`);
     fleet = await ClientFleet.start(options.clients, bundles.dir);

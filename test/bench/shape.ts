@@ -3,11 +3,13 @@
  * ask for memory and CPU, and stop. A shape is a function that starts one;
  * `local` runs a node in its own process, `cluster` the AWS shape on this
  * machine (nodes in aws mode on the emulators, publishing through the Lambda
- * handler). Each is an entry of `SHAPES`, returning the same interface.
+ * handler), `redis` nodes on one redis-server, and `nchan` is not Herald but
+ * nginx + Nchan, the same phases' reference. Each is an entry of `SHAPES`,
+ * returning the same interface.
  */
 import type { UsageSnapshot } from '../../services/adapters/aws/request-meter';
 import type { BusSender } from '../../services/ports/bus';
-import type { LoopDelay } from './ipc';
+import type { LoopDelay, StreamSpec } from './ipc';
 import type { PublishOutcome } from './publisher';
 import { startLocalShape } from './local-shape';
 
@@ -29,6 +31,8 @@ export interface MemorySample {
   readonly external?: number;
   /** True when a full GC ran just before the sample (local shape); /metrics cannot force one. */
   readonly afterGc: boolean;
+  /** How `rss` splits, where the target is several processes (nginx: master and worker), plus other memory figures, in bytes. */
+  readonly parts?: Readonly<Record<string, number>>;
 }
 
 export interface CpuSample {
@@ -69,6 +73,10 @@ export interface AwsUsageSample {
 export interface NodeUnderTest {
   /** Base URL the clients connect to (`GET /events`). */
   readonly url: string;
+  /** Streams that are not a Herald node's (`--compare nchan`): how the clients open them. */
+  readonly stream?: StreamSpec;
+  /** Notifications one POST can carry; absent: a Herald node's 100. Nchan takes one message per POST. */
+  readonly maxBatch?: number;
   /** Several nodes: the clients spread their streams evenly over these (user i → urls[i mod n]) instead of `url`. */
   readonly urls?: readonly string[];
   /** Lines printed under the table: how the figures were taken. */
@@ -129,4 +137,6 @@ export const SHAPES: Readonly<Record<string, Shape>> = {
   // Loaded on use: it brings the AWS SDK and the Lambda publisher, which the local shape does not need.
   cluster: async (options) => (await import('./cluster-shape')).startClusterShape(options),
   redis: async (options) => (await import('./redis-shape')).startRedisShape(options),
+  // Not Herald: nginx + Nchan from Debian's packages, for `--compare nchan` (or alone).
+  nchan: async (options) => (await import('./nchan-target')).startNchanTarget(options),
 };
