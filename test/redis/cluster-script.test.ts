@@ -6,7 +6,7 @@
  * Redis included.
  */
 import { readFileSync, existsSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeCheckout, processTree, type Checkout } from '../support/checkout';
@@ -30,7 +30,20 @@ afterAll(() => checkout.dispose());
 
 const NODES = 3;
 
-/** A port P with P … P+NODES all free a moment ago: the proxy's and the nodes'. */
+/**
+ * The kernel's ephemeral ports (the ports a bind to 0 or an outgoing
+ * connection gets): a range picked there may be taken by another test's
+ * client socket in the seconds before the cluster binds it.
+ */
+function ephemeralPorts(): { low: number; high: number } {
+  const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  return { low: low ?? 32_768, high: high ?? 60_999 };
+}
+
+/**
+ * A port P with P … P+NODES all free a moment ago (the proxy's and the
+ * nodes'), below the ephemeral range, where only an explicit bind can take it.
+ */
 async function freePortRange(): Promise<number> {
   const listen = (port: number): Promise<ReturnType<typeof createServer> | undefined> =>
     new Promise((resolve) => {
@@ -38,13 +51,15 @@ async function freePortRange(): Promise<number> {
       server.once('error', () => resolve(undefined));
       server.listen(port, '127.0.0.1', () => resolve(server));
     });
-  for (;;) {
-    const first = await listen(0);
-    const base = (first!.address() as AddressInfo).port;
-    const rest = base + NODES < 65_536 ? await Promise.all(Array.from({ length: NODES }, (_, i) => listen(base + 1 + i))) : [undefined];
-    await Promise.all([first, ...rest].map((s) => new Promise((resolve) => (s ? s.close(resolve) : resolve(undefined)))));
-    if (rest.every((s) => s !== undefined)) return base;
+  const { low } = ephemeralPorts();
+  const floor = Math.min(10_000, low - 1_000);
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = floor + Math.floor(Math.random() * (low - floor - NODES - 1));
+    const servers = await Promise.all(Array.from({ length: NODES + 1 }, (_, i) => listen(base + i)));
+    await Promise.all(servers.map((s) => new Promise((resolve) => (s ? s.close(resolve) : resolve(undefined)))));
+    if (servers.every((s) => s !== undefined)) return base;
   }
+  throw new Error(`no ${NODES + 1} consecutive free ports below ${low}`);
 }
 
 const stdout = (npm: ChildNode): string => npm.logs.map((l) => (typeof l.raw === 'string' ? l.raw : JSON.stringify(l))).join('\n');
