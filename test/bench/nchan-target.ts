@@ -55,7 +55,7 @@ export interface NginxConfOptions {
   readonly sharedMemoryMb: number;
 }
 
-/** The whole nginx.conf. Pure: the test of it and the bench render the same text. */
+/** The whole nginx.conf, from its options alone (no I/O), so the text can be read and checked apart from nginx. */
 export function renderNginxConf(o: NginxConfOptions): string {
   const publisher = (channel: string): string[] => [
     '      nchan_publisher http;',
