@@ -16,7 +16,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Hono } from 'hono';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
@@ -27,7 +27,7 @@ import { composeLocal } from '../../services/node/compose';
 import { startHerald } from '../../services/node/server';
 import { createLogger } from '../../services/shared/log';
 
-const MODES = ['http', 'hono', 'herald'] as const;
+const MODES = ['net', 'http', 'hono', 'herald'] as const;
 type Mode = (typeof MODES)[number];
 
 const HEADERS = { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', 'X-Accel-Buffering': 'no' };
@@ -65,9 +65,38 @@ async function serveHerald(): Promise<number> {
   return Number(new URL(herald.url).port);
 }
 
+/** The same response as one buffer, for `net`: status line, headers, chunked encoding and the first chunk. */
+const RAW_RESPONSE = Buffer.from(
+  `HTTP/1.1 200 OK\r\n${Object.entries(HEADERS)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('')}Transfer-Encoding: chunked\r\n\r\n${READY_CHUNK}`,
+);
+
+/**
+ * No HTTP server at all: a `node:net` server that waits for the end of the
+ * request head and writes the response as one buffer. What an accept costs
+ * Node below its HTTP parser, the least a Node server can pay; it parses and
+ * checks nothing, so it is a bound, not a server.
+ */
+function serveNet(): void {
+  const server = createNetServer((socket) => {
+    socket.setNoDelay(true);
+    let head = '';
+    const onData = (data: Buffer): void => {
+      head += data.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      socket.off('data', onData);
+      socket.write(RAW_RESPONSE);
+    };
+    socket.on('data', onData);
+  });
+  server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }));
+}
+
 function serve(mode: Mode): void {
-  if (mode === 'herald') {
-    void serveHerald().then((port) => process.send?.({ port }));
+  if (mode === 'net' || mode === 'herald') {
+    if (mode === 'net') serveNet();
+    else void serveHerald().then((port) => process.send?.({ port }));
     process.on('message', () => {
       const cpu = process.cpuUsage();
       process.send?.({ userUs: cpu.user, systemUs: cpu.system });
@@ -177,7 +206,7 @@ if (values.serve !== undefined) {
   if (!Number.isInteger(count) || count < 1 || count > 19_000) throw new Error('--connections must be a whole number from 1 to 19000');
   if (!Number.isInteger(runs) || runs < 1 || runs > 20) throw new Error('--runs must be a whole number from 1 to 20');
   const bearers = await tokens(count);
-  const label = { http: 'node:http', hono: 'Hono on node:http', herald: 'Herald (local shape)' } as const;
+  const label = { net: 'node:net, no HTTP server', http: 'node:http', hono: 'Hono on node:http', herald: 'Herald (local shape)' } as const;
   for (let run = 1; run <= runs; run++) {
     for (const mode of MODES) {
       const { totalUs, systemUs } = await measure(mode, bearers);
