@@ -89,6 +89,8 @@ const publishToken = randomBytes(24).toString('base64url');
 const nodeIds = Array.from({ length: options.nodes }, (_, i) => `node-${i + 1}`);
 const drainMs = 3_000;
 const proxyUrl = `http://127.0.0.1:${options.port}`;
+/** The proxy's port + 1 … + N, as the usage says. */
+const nodePorts = nodeIds.map((_, i) => options.port + 1 + i);
 const demoLog = createLogger({ level: options.quiet ? 'warn' : 'info', sink: (line) => process.stdout.write(`[demo] ${line}\n`) });
 let stopping = false;
 
@@ -144,7 +146,7 @@ async function startAws(): Promise<Running> {
       ...processes,
       emulators,
       nodeIds,
-      ports: nodeIds.map((_, i) => options.port + 1 + i),
+      ports: nodePorts,
       ...names,
       queuePrefix: 'herald-cluster',
       secret,
@@ -188,7 +190,7 @@ async function startRedis(): Promise<Running> {
       redis: { url },
       nodes: options.nodes,
       nodeIds,
-      ports: nodeIds.map((_, i) => options.port + 1 + i),
+      ports: nodePorts,
       secret,
       publishToken,
       env: nodeEnv,

@@ -21,11 +21,11 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { childrenOf, clockTicksPerSecond, readProcMemory, readProcStat, type ProcStat } from './proc-stat';
 import { track, trackPid, untrackPid } from './processes';
+import { freePorts } from './node-fleet';
 import { KeepAlivePoster, getText, type PublishOutcome } from './publisher';
 import type { CpuSample, MemorySample, NodeUnderTest, Notification, PublishBody, ShapeOptions } from './shape';
 
@@ -149,17 +149,6 @@ export function nginxWorkerConnections(streams: number, publishers: number, hard
   return Math.min(wanted, most);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 function signal(pid: number, name: NodeJS.Signals): void {
@@ -207,7 +196,7 @@ export async function startNchanTarget(options: ShapeOptions): Promise<NodeUnder
   mkdirSync(join(prefix, 'tmp'));
   const removePrefix = (): void => rmSync(prefix, { recursive: true, force: true });
   process.once('exit', removePrefix);
-  const port = await freePort();
+  const port = (await freePorts(1))[0]!;
   const confPath = join(prefix, 'nginx.conf');
   const errorLog = join(prefix, 'error.log');
   writeFileSync(

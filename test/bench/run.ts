@@ -31,6 +31,16 @@ import { SHAPES, type NodeUnderTest, type ShapeOptions } from './shape';
 const log = (line: string): void => void process.stderr.write(`[bench] ${line}\n`);
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** The table on stdout; with `--json`, the JSON there and the table on stderr. */
+function print(options: BenchOptions, table: string, json: () => unknown): void {
+  if (!options.json) {
+    console.log(table);
+    return;
+  }
+  console.error(table);
+  console.log(JSON.stringify(json(), null, 2));
+}
+
 /** Counters worth showing when they move: anything dropped, closed or refused. */
 const WATCHED_COUNTERS = /^herald_(drops_total|connections_closed_total|refusals_total)/;
 
@@ -253,13 +263,7 @@ async function main(): Promise<number> {
       await sleep(3000);
       const other = await runOne(options.compare, false);
       const comparison = { herald, other, otherName: 'nginx+Nchan', order: 'Herald (local shape) first, then nginx+Nchan' };
-      const table = renderComparison(comparison);
-      if (options.json) {
-        console.error(table);
-        console.log(JSON.stringify(comparisonJson(comparison), null, 2));
-      } else {
-        console.log(table);
-      }
+      print(options, renderComparison(comparison), () => comparisonJson(comparison));
       return 0;
     }
     if (options.target) {
@@ -275,13 +279,7 @@ async function main(): Promise<number> {
       return 0;
     }
     const result = await measure(options, node, fleet, secret);
-    const table = renderTable(result);
-    if (options.json) {
-      console.error(table);
-      console.log(JSON.stringify(toJson(result), null, 2));
-    } else {
-      console.log(table);
-    }
+    print(options, renderTable(result), () => toJson(result));
     return 0;
   } catch (error) {
     log(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
