@@ -1,126 +1,41 @@
 /**
- * The floor under Herald's "server CPU per accepted stream": what Node's HTTP
- * server alone (`http`), and with Hono's Node adapter (`hono`), costs to
- * accept a connection, parse a `GET /events` like the load clients', and
- * answer it with a stream's headers and a `ready` frame, holding it open.
- * No authentication, no claim, no hub: the part of an accept Herald cannot
- * remove while it serves HTTP through `node:http` and Hono. The same client
- * then opens the same number of streams on a Herald node in the local shape
- * (`herald`, each with its own user's JWT), so the three compare in one run.
+ * The floors under Herald's two hot paths, each server in its own child
+ * process (`floor-servers.ts`), measured by the same raw-socket client in one
+ * run:
  *
- *   npx tsx test/bench/http-floor.ts [--connections N] [--runs N]
+ * - accept (`--phase accept`): server CPU per accepted stream while N streams
+ *   open, 64 at a time: connect, `GET /events`, headers and a `ready` frame.
+ * - publish (`--phase publish`): server CPU per `POST /publish` for one user,
+ *   1 notification per POST, over 4 keep-alive connections in a closed loop,
+ *   with N streams open, each delivery checked at its stream.
  *
- * The server runs in a child process (this file again, with `--serve`), on
- * 127.0.0.1, and reports its own CPU; the parent opens the streams with raw
- * sockets and stops the child by its pid.
+ * The servers: `node:net` with no HTTP parser (a bound, not a server), bare
+ * `node:http`, Hono on `node:http`, a Herald node in the local shape, and
+ * nginx + Nchan as `--compare nchan` runs it (its own paths, a message per
+ * POST, no authentication; only when `--servers` names it). What Herald costs above serving HTTP
+ * with Node and Hono at all, what Node costs below its HTTP server, and where
+ * Nchan sits among them, in one run.
+ *
+ *   npx tsx test/bench/http-floor.ts [--phase accept|publish] [--connections N] [--posts N] [--runs N] [--servers net,http,hono,herald,nchan]
+ *
+ * The parent stops each child (and nginx) by its pid. `HTTP_FLOOR_CPU_PROF=<dir>`
+ * writes each Node server's V8 CPU profile there.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
-import { Hono } from 'hono';
-import { getRequestListener, type HttpBindings } from '@hono/node-server';
-import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { SignJWT } from 'jose';
-import { loadConfig } from '../../services/node/config';
-import { composeLocal } from '../../services/node/compose';
-import { startHerald } from '../../services/node/server';
-import { createLogger } from '../../services/shared/log';
+import { FLOOR_MODES, FLOOR_PUBLISH_TOKEN, FLOOR_SECRET, serveFloor, type FloorMode } from './floor-servers';
+import { nchanPreflight, startNchanTarget } from './nchan-target';
+import { installExitGuards } from './processes';
 
-const MODES = ['net', 'http', 'hono', 'herald'] as const;
-type Mode = (typeof MODES)[number];
-
-const HEADERS = { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', 'X-Accel-Buffering': 'no' };
-const READY = 'retry: 1000\nevent: ready\ndata: {"connectionId":"AAAAAAAAAAAA","nodeId":"floor"}\n\n';
-const READY_CHUNK = `${Buffer.byteLength(READY).toString(16)}\r\n${READY}\r\n`;
-
-/** As Herald's opener writes a stream's start: headers through the response, the first chunk on the corked socket. */
-function answer(res: ServerResponse): void {
-  const socket = res.socket!;
-  socket.cork();
-  res.writeHead(200, HEADERS);
-  res.flushHeaders();
-  socket.write(READY_CHUNK);
-  socket.uncork();
-}
-
-const SECRET = 'http-floor-secret-of-at-least-32-bytes';
-
-/** A node in the local shape, as node-under-test.ts starts one, with the caps out of the way of one client address. */
-async function serveHerald(): Promise<number> {
-  const config = loadConfig({
-    HERALD_MODE: 'local',
-    HERALD_HOST: '127.0.0.1',
-    HERALD_PORT: '0',
-    HERALD_JWT_SECRET: SECRET,
-    HERALD_LOG_LEVEL: 'warn',
-    HERALD_DRAIN_MS: '0',
-    HERALD_MAX_CONNECTIONS: '20000',
-    HERALD_MAX_CONNECTIONS_PER_IP: '20000',
-    HERALD_CONNECT_RATE_PER_IP: '1000000',
-    HERALD_CONNECT_BURST_PER_IP: '1000000',
-  });
-  const log = createLogger({ level: config.logLevel });
-  const herald = await startHerald({ config, ports: composeLocal(config, log), log, nodeId: 'floor' });
-  return Number(new URL(herald.url).port);
-}
-
-/** The same response as one buffer, for `net`: status line, headers, chunked encoding and the first chunk. */
-const RAW_RESPONSE = Buffer.from(
-  `HTTP/1.1 200 OK\r\n${Object.entries(HEADERS)
-    .map(([name, value]) => `${name}: ${value}\r\n`)
-    .join('')}Transfer-Encoding: chunked\r\n\r\n${READY_CHUNK}`,
-);
-
-/**
- * No HTTP server at all: a `node:net` server that waits for the end of the
- * request head and writes the response as one buffer. What an accept costs
- * Node below its HTTP parser, the least a Node server can pay; it parses and
- * checks nothing, so it is a bound, not a server.
- */
-function serveNet(): void {
-  const server = createNetServer((socket) => {
-    socket.setNoDelay(true);
-    let head = '';
-    const onData = (data: Buffer): void => {
-      head += data.toString('latin1');
-      if (!head.includes('\r\n\r\n')) return;
-      socket.off('data', onData);
-      socket.write(RAW_RESPONSE);
-    };
-    socket.on('data', onData);
-  });
-  server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }));
-}
-
-function serve(mode: Mode): void {
-  if (mode === 'net' || mode === 'herald') {
-    if (mode === 'net') serveNet();
-    else void serveHerald().then((port) => process.send?.({ port }));
-    process.on('message', () => {
-      const cpu = process.cpuUsage();
-      process.send?.({ userUs: cpu.user, systemUs: cpu.system });
-    });
-    process.on('disconnect', () => process.exit(0));
-    return;
-  }
-  const onRequest =
-    mode === 'http'
-      ? (_req: IncomingMessage, res: ServerResponse): void => answer(res)
-      : getRequestListener(
-          new Hono<{ Bindings: HttpBindings }>().get('/events', (c) => {
-            answer(c.env.outgoing);
-            return RESPONSE_ALREADY_SENT;
-          }).fetch,
-        );
-  const server = createServer(onRequest);
-  server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }));
-  process.on('message', () => {
-    const cpu = process.cpuUsage();
-    process.send?.({ userUs: cpu.user, systemUs: cpu.system });
-  });
-  process.on('disconnect', () => process.exit(0));
-}
+const PHASES = ['accept', 'publish'] as const;
+const TARGETS = [...FLOOR_MODES, 'nchan'] as const;
+type TargetName = (typeof TARGETS)[number];
+type Phase = (typeof PHASES)[number];
+/** Publish bodies carry this event name; each stream counts the frames that name it. */
+const EVENT = 'floor';
+const MARK = `event: ${EVENT}\n`;
 
 interface CpuReport {
   readonly userUs: number;
@@ -134,18 +49,27 @@ function ask<T>(child: ChildProcess): Promise<T> {
   });
 }
 
-/** One bearer token per stream: user i's JWT (Herald verifies it; the other two servers only carry it). */
+/** One bearer token per stream: user i's JWT (Herald verifies it; the floors read `X-User`). */
 async function tokens(count: number): Promise<string[]> {
-  const key = new TextEncoder().encode(SECRET);
+  const key = new TextEncoder().encode(FLOOR_SECRET);
   const exp = Math.floor(Date.now() / 1000) + 3600;
   return Promise.all(Array.from({ length: count }, (_, i) => new SignJWT({ sub: `u${i}`, exp }).setProtectedHeader({ alg: 'HS256' }).sign(key)));
 }
 
-/** Opens one stream per token, 64 at a time, each a request like the load clients'. */
-async function openStreams(port: number, bearers: readonly string[]): Promise<Socket[]> {
+interface OpenStreams {
+  readonly sockets: Socket[];
+  /** Frames naming {@link EVENT} read on all streams so far. */
+  delivered(): number;
+}
+
+/** Opens one stream per token, 64 at a time, each a request like the load clients', and counts the publish frames each then reads. */
+async function openStreams(target: Target, bearers: readonly string[]): Promise<OpenStreams> {
+  const { port } = target;
   const count = bearers.length;
-  const request = (i: number): string => `GET /events HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\nAuthorization: Bearer ${bearers[i]}\r\n\r\n`;
+  const request = (i: number): string =>
+    `GET ${target.streamPath(i)} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\nAuthorization: Bearer ${bearers[i]}\r\nX-User: u${i}\r\n\r\n`;
   const sockets: Socket[] = [];
+  let delivered = 0;
   let started = 0;
   let open = 0;
   await new Promise<void>((resolve, reject) => {
@@ -155,6 +79,13 @@ async function openStreams(port: number, bearers: readonly string[]): Promise<So
       const socket = connect(port, '127.0.0.1', () => socket.write(request(index)));
       sockets.push(socket);
       socket.once('error', reject);
+      // A mark split across two reads is found in the carried tail.
+      let tail = '';
+      socket.on('data', (data: Buffer) => {
+        const text = tail + data.toString('latin1');
+        for (let at = text.indexOf(MARK); at >= 0; at = text.indexOf(MARK, at + MARK.length)) delivered++;
+        tail = text.slice(-(MARK.length - 1));
+      });
       socket.once('data', () => {
         open++;
         if (open === count) resolve();
@@ -163,24 +94,132 @@ async function openStreams(port: number, bearers: readonly string[]): Promise<So
     };
     for (let i = 0; i < 64; i++) next();
   });
-  return sockets;
+  return { sockets, delivered: () => delivered };
 }
 
-async function measure(mode: Mode, bearers: readonly string[]): Promise<{ totalUs: number; systemUs: number }> {
+/** Where a whole response ends in `buffer`, or -1 while it is incomplete (Content-Length or chunked bodies). */
+function responseEnd(buffer: string): number {
+  const headEnd = buffer.indexOf('\r\n\r\n');
+  if (headEnd < 0) return -1;
+  const head = buffer.slice(0, headEnd);
+  const length = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+  if (length) {
+    const end = headEnd + 4 + Number(length[1]);
+    return buffer.length >= end ? end : -1;
+  }
+  const last = buffer.indexOf('\r\n0\r\n\r\n', headEnd);
+  return last < 0 ? -1 : last + 7;
+}
+
+/** `posts` POSTs for random users over `connections` keep-alive sockets, each waiting for its answer: the statuses seen. */
+async function publishAll(target: Target, users: number, posts: number, connections: number): Promise<Map<string, number>> {
+  const { port } = target;
+  const statuses = new Map<string, number>();
+  let sent = 0;
+  const one = (): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.setNoDelay(true);
+      let buffer = '';
+      const post = (): void => {
+        if (sent === posts) {
+          socket.end();
+          resolve();
+          return;
+        }
+        sent++;
+        const { path, headers, body } = target.publishRequest(Math.floor(Math.random() * users), { n: sent });
+        socket.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${headers}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      };
+      socket.on('data', (data: Buffer) => {
+        buffer += data.toString('latin1');
+        for (let end = responseEnd(buffer); end >= 0; end = responseEnd(buffer)) {
+          const status = buffer.slice(9, 12);
+          statuses.set(status, (statuses.get(status) ?? 0) + 1);
+          buffer = buffer.slice(end);
+          post();
+        }
+      });
+      socket.once('error', reject);
+      socket.once('connect', post);
+    });
+  await Promise.all(Array.from({ length: connections }, one));
+  return statuses;
+}
+
+interface Measured {
+  readonly totalUs: number;
+  readonly systemUs: number;
+  readonly detail: string;
+}
+
+/** A server under measure: where it listens, its CPU so far, its paths, and how to stop it. */
+interface Target {
+  readonly port: number;
+  cpu(): Promise<CpuReport>;
+  streamPath(user: number): string;
+  /** A POST for one user's stream: the path, header lines (each ending in CRLF) and the body. */
+  publishRequest(user: number, data: unknown): { path: string; headers: string; body: string };
+  stop(): Promise<void>;
+}
+
+/** A floor server or a Herald node, in a child process of this file: `POST /publish` with the publisher token. */
+async function startChild(mode: FloorMode): Promise<Target> {
+  const profile = process.env.HTTP_FLOOR_CPU_PROF;
+  const child = fork(new URL(import.meta.url).pathname, ['--serve', mode], { execArgv: ['--import', 'tsx', ...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [])] });
+  const { port } = await new Promise<{ port: number }>((resolve) => child.once('message', (m) => resolve(m as { port: number })));
+  const headers = `Authorization: Bearer ${FLOOR_PUBLISH_TOKEN}\r\nContent-Type: application/json\r\n`;
+  return {
+    port,
+    cpu: () => ask<CpuReport>(child),
+    streamPath: () => '/events',
+    publishRequest: (user, data) => ({ path: '/publish', headers, body: JSON.stringify({ to: { users: [`u${user}`] }, event: EVENT, data }) }),
+    stop: () => stop(child),
+  };
+}
+
+/** nginx + Nchan as `--compare nchan` configures it: a stream per user channel, a message per POST, the event name in a header. */
+async function startNchan(streams: number): Promise<Target> {
+  const nchan = await startNchanTarget({ connections: streams, publishers: PUBLISH_CONNECTIONS, secret: '', publishToken: '', buildDir: '', nodes: 1, publishVia: 'http' });
+  return {
+    port: Number(new URL(nchan.url).port),
+    cpu: async () => {
+      const { totalUs, systemUs = 0 } = await nchan.cpu();
+      return { userUs: totalUs - systemUs, systemUs };
+    },
+    streamPath: (user) => `/sub?user=u${user}`,
+    publishRequest: (user, data) => ({ path: `/pub?user=u${user}`, headers: `X-EventSource-Event: ${EVENT}\r\n`, body: JSON.stringify(data) }),
+    stop: () => nchan.stop(),
+  };
+}
+
+async function measure(name: TargetName, phase: Phase, bearers: readonly string[], posts: number): Promise<Measured> {
   const count = bearers.length;
-  const child = fork(new URL(import.meta.url).pathname, ['--serve', mode], { execArgv: ['--import', 'tsx', ...(process.env.HTTP_FLOOR_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.HTTP_FLOOR_CPU_PROF}`] : [])] });
+  const target = name === 'nchan' ? await startNchan(count) : await startChild(name);
   try {
-    const { port } = await new Promise<{ port: number }>((resolve) => child.once('message', (m) => resolve(m as { port: number })));
-    const before = await ask<CpuReport>(child);
-    const sockets = await openStreams(port, bearers);
-    const after = await ask<CpuReport>(child);
-    for (const socket of sockets) socket.destroy();
-    return {
-      totalUs: (after.userUs + after.systemUs - before.userUs - before.systemUs) / count,
-      systemUs: (after.systemUs - before.systemUs) / count,
-    };
+    const cpuDelta = (before: CpuReport, after: CpuReport, per: number): { totalUs: number; systemUs: number } => ({
+      totalUs: (after.userUs + after.systemUs - before.userUs - before.systemUs) / per,
+      systemUs: (after.systemUs - before.systemUs) / per,
+    });
+    if (phase === 'accept') {
+      const before = await target.cpu();
+      const streams = await openStreams(target, bearers);
+      const after = await target.cpu();
+      for (const socket of streams.sockets) socket.destroy();
+      return { ...cpuDelta(before, after, count), detail: `${count} streams` };
+    }
+    const streams = await openStreams(target, bearers);
+    const before = await target.cpu();
+    const statuses = await publishAll(target, count, posts, PUBLISH_CONNECTIONS);
+    const after = await target.cpu();
+    // Every delivery was written before its answer: a short wait is for the reading side only.
+    const settleBy = Date.now() + 2_000;
+    while (streams.delivered() < posts && Date.now() < settleBy) await new Promise((resolve) => setTimeout(resolve, 20));
+    for (const socket of streams.sockets) socket.destroy();
+    const answered = [...statuses].map(([status, n]) => `${n} × ${status}`).join(', ');
+    return { ...cpuDelta(before, after, posts), detail: `${posts} POSTs to ${count} streams: ${answered}; ${streams.delivered()} delivered` };
   } finally {
-    await stop(child);
+    await target.stop();
   }
 }
 
@@ -196,21 +235,42 @@ async function stop(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-const { values } = parseArgs({ options: { serve: { type: 'string' }, connections: { type: 'string' }, runs: { type: 'string' } } });
+/** The publish phase's keep-alive connections, as many as the bench's publisher uses. */
+const PUBLISH_CONNECTIONS = 4;
+
+function wholeNumber(raw: string | undefined, fallback: number, max: number, flag: string): number {
+  const value = Number(raw ?? fallback);
+  if (!Number.isInteger(value) || value < 1 || value > max) throw new Error(`${flag} must be a whole number from 1 to ${max}`);
+  return value;
+}
+
+const { values } = parseArgs({
+  options: { serve: { type: 'string' }, phase: { type: 'string' }, connections: { type: 'string' }, posts: { type: 'string' }, runs: { type: 'string' }, servers: { type: 'string' } },
+});
 if (values.serve !== undefined) {
-  if (!MODES.includes(values.serve as Mode)) throw new Error(`--serve takes ${MODES.join(' or ')}`);
-  serve(values.serve as Mode);
+  if (!FLOOR_MODES.includes(values.serve as FloorMode)) throw new Error(`--serve takes ${FLOOR_MODES.join(' or ')}`);
+  serveFloor(values.serve as FloorMode);
 } else {
-  const count = Number(values.connections ?? 10_000);
-  const runs = Number(values.runs ?? 3);
-  if (!Number.isInteger(count) || count < 1 || count > 19_000) throw new Error('--connections must be a whole number from 1 to 19000');
-  if (!Number.isInteger(runs) || runs < 1 || runs > 20) throw new Error('--runs must be a whole number from 1 to 20');
+  const phases = values.phase === undefined ? PHASES : [values.phase as Phase];
+  if (!phases.every((phase) => PHASES.includes(phase))) throw new Error(`--phase takes ${PHASES.join(' or ')}`);
+  const count = wholeNumber(values.connections, 10_000, 19_000, '--connections');
+  const posts = wholeNumber(values.posts, 20_000, 1_000_000, '--posts');
+  const runs = wholeNumber(values.runs, 3, 20, '--runs');
+  const targets = (values.servers?.split(',') ?? FLOOR_MODES) as TargetName[];
+  if (targets.length === 0 || !targets.every((name) => TARGETS.includes(name))) throw new Error(`--servers takes a comma-separated list of ${TARGETS.join(', ')}`);
+  if (targets.includes('nchan')) {
+    installExitGuards((line) => console.error(`[http-floor] ${line}`));
+    nchanPreflight(count, PUBLISH_CONNECTIONS);
+  }
   const bearers = await tokens(count);
-  const label = { net: 'node:net, no HTTP server', http: 'node:http', hono: 'Hono on node:http', herald: 'Herald (local shape)' } as const;
+  const label = { net: 'node:net, no HTTP server', http: 'node:http', hono: 'Hono on node:http', herald: 'Herald (local shape)', nchan: 'nginx + Nchan' } as const;
+  const per = { accept: 'accepted stream', publish: 'POST (1 delivery each)' } as const;
   for (let run = 1; run <= runs; run++) {
-    for (const mode of MODES) {
-      const { totalUs, systemUs } = await measure(mode, bearers);
-      console.log(`run ${run}, ${label[mode]}: ${totalUs.toFixed(0)} µs of server CPU per accepted stream (${systemUs.toFixed(0)} µs in the kernel), ${count} streams`);
+    for (const phase of phases) {
+      for (const name of targets) {
+        const { totalUs, systemUs, detail } = await measure(name, phase, bearers, posts);
+        console.log(`run ${run}, ${phase}, ${label[name]}: ${totalUs.toFixed(0)} µs of server CPU per ${per[phase]} (${systemUs.toFixed(0)} µs in the kernel); ${detail}`);
+      }
     }
   }
 }
