@@ -80,9 +80,16 @@ describe('newEventId', () => {
   });
 
   it('moves to the next millisecond when the random part overflows, and stays increasing', () => {
-    fixRandom(0xff);
+    // The first id's random part is all ones; every later one draws real randomness from the same pool.
+    const realRandom = crypto.getRandomValues.bind(crypto);
+    vi.spyOn(crypto, 'getRandomValues').mockImplementationOnce(<V extends ArrayBufferView | null>(array: V): V => {
+      if (array instanceof Uint8Array) {
+        realRandom(array as Uint8Array<ArrayBuffer>);
+        array.fill(0xff, 0, 16);
+      }
+      return array;
+    });
     const last = ids.newEventId(T);
-    vi.restoreAllMocks();
     const next = ids.newEventId(T);
     expect(last.slice(10)).toBe('Z'.repeat(16));
     expect(ids.eventIdTimeMs(next)).toBe(T + 1);
@@ -98,6 +105,14 @@ describe('newEventId', () => {
     for (let i = 0; i < 5000; i++) list.push(ids.newEventId(T + Math.floor(i / 7)));
     expectStrictlyIncreasing(list);
     expect(ids.eventIdTimeMs(list[list.length - 1]!)).toBe(T + Math.floor(4999 / 7));
+  });
+
+  it('draws fresh random digits for each new millisecond, from one pooled draw', () => {
+    const spy = vi.spyOn(crypto, 'getRandomValues');
+    const list = Array.from({ length: 300 }, (_, i) => ids.newEventId(T + i).slice(10));
+    // 300 ids of 16 bytes each come from two 4 KiB draws, not 300 calls.
+    expect(spy).toHaveBeenCalledTimes(2);
+    expect(new Set(list).size).toBe(300);
   });
 
   it('sorts as plain strings in time order', () => {

@@ -53,6 +53,23 @@ describe('TokenBucketLimiter: the keys it holds', () => {
     expect(limiter.takeNow('b').allowed).toBe(true);
   });
 
+  it.each([
+    // After the drains: a key used again goes behind the other one.
+    { uses: ['b', 'a'], dropped: 'b', kept: 'a' },
+    // Back and forth: the one used last is kept.
+    { uses: ['b', 'a', 'b'], dropped: 'a', kept: 'b' },
+    { uses: ['a', 'a', 'b', 'b', 'a'], dropped: 'b', kept: 'a' },
+  ])('keeps the order of use, the same key back to back or alternating: $uses', ({ uses, dropped, kept }) => {
+    const { limiter } = limiterAt({ maxKeys: 2 });
+    drain(limiter, 'a');
+    drain(limiter, 'b');
+    for (const key of uses) expect(limiter.takeNow(key).allowed).toBe(false);
+    limiter.takeNow('c');
+    // The kept key is still in debt; the dropped one was forgotten and starts full.
+    expect(limiter.takeNow(kept).allowed).toBe(false);
+    expect(limiter.takeNow(dropped).allowed).toBe(true);
+  });
+
   it('keeps limiting a key that stays in debt while a flood of new keys passes', () => {
     const { limiter, clock } = limiterAt({ maxKeys: 100_000 });
     drain(limiter, 'attacker-target');

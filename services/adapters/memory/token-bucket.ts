@@ -33,6 +33,8 @@ export interface TokenBucketOptions {
  */
 export class TokenBucketLimiter implements RateLimiter {
   private readonly buckets = new Map<string, Bucket>();
+  /** The key at the end of the map: the one used last. */
+  private lastKey: string | undefined;
   private readonly maxKeys: number;
   private readonly fullAfterMs: number;
 
@@ -69,6 +71,7 @@ export class TokenBucketLimiter implements RateLimiter {
 
   close(): Promise<void> {
     this.buckets.clear();
+    this.lastKey = undefined;
     return Promise.resolve();
   }
 
@@ -76,15 +79,21 @@ export class TokenBucketLimiter implements RateLimiter {
     let bucket = this.buckets.get(key);
     if (bucket) {
       bucket.tokens = tokensAt(bucket, now, this.budget);
-      // To the end of the map: the front stays the least recently used.
-      this.buckets.delete(key);
-    } else {
-      this.dropRefilled(now);
-      if (this.buckets.size >= this.maxKeys) this.dropOldest();
-      bucket = { tokens: this.budget.burst, updatedAtMs: now };
+      bucket.updatedAtMs = now;
+      // To the end of the map, so the front stays the least recently used;
+      // the key used last is there already (one publisher in a row, one client).
+      if (key !== this.lastKey) {
+        this.buckets.delete(key);
+        this.buckets.set(key, bucket);
+        this.lastKey = key;
+      }
+      return bucket;
     }
-    bucket.updatedAtMs = now;
+    this.dropRefilled(now);
+    if (this.buckets.size >= this.maxKeys) this.dropOldest();
+    bucket = { tokens: this.budget.burst, updatedAtMs: now };
     this.buckets.set(key, bucket);
+    this.lastKey = key;
     return bucket;
   }
 

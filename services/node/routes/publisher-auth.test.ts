@@ -6,9 +6,9 @@ import { publisherAuth } from './publisher-auth';
 
 const TOKEN = 'publisher-token-0123456789';
 
-function app(): Hono {
+function app(token = TOKEN): Hono {
   const hono = new Hono();
-  hono.post('/publish', publisherAuth(TOKEN), (c) => c.text('through'));
+  hono.post('/publish', publisherAuth(token), (c) => c.text('through'));
   hono.onError((error, c) => {
     if (!isHeraldError(error)) throw error;
     return c.json(error.toJSON(), error.status as ContentfulStatusCode);
@@ -16,11 +16,18 @@ function app(): Hono {
   return hono;
 }
 
-async function post(authorization: string | undefined): Promise<Response> {
-  return app().request('/publish', { method: 'POST', headers: authorization === undefined ? {} : { Authorization: authorization } });
+async function post(authorization: string | undefined, token = TOKEN): Promise<Response> {
+  return app(token).request('/publish', { method: 'POST', headers: authorization === undefined ? {} : { Authorization: authorization } });
 }
 
 describe('publisherAuth', () => {
+  it('compares a configured token longer than the usual compared length in full', async () => {
+    const long = 'L'.repeat(700);
+    expect((await post(`Bearer ${long}`, long)).status).toBe(200);
+    expect((await post(`Bearer ${long.slice(1)}x`, long)).status).toBe(401);
+    expect((await post(`Bearer ${long}L`, long)).status).toBe(401);
+  });
+
   it.each([`Bearer ${TOKEN}`, `bearer ${TOKEN}`, `Bearer   ${TOKEN}  `])('lets %j through', async (authorization) => {
     const response = await post(authorization);
     expect([response.status, await response.text()]).toEqual([200, 'through']);
@@ -35,6 +42,9 @@ describe('publisherAuth', () => {
     ['the token alone', TOKEN],
     ['an empty bearer', 'Bearer '],
     ['two tokens', `Bearer ${TOKEN} ${TOKEN}`],
+    ['the token padded out past the compared length', `Bearer ${TOKEN}${'x'.repeat(600)}`],
+    ['a token longer than any compared', `Bearer ${'t'.repeat(5000)}`],
+    ['a token of the same length with other bytes', `Bearer ${'p'.repeat(TOKEN.length)}`],
   ])('refuses %s with 401 publisher_unauthorized', async (_case, authorization) => {
     const response = await post(authorization);
     expect(response.status).toBe(401);
