@@ -37,7 +37,7 @@ export async function startLocalShape(options: ShapeOptions): Promise<NodeUnderT
   const bundlePath = join(options.buildDir, 'node-under-test.mjs');
   const child = await IpcChild.spawn({
     label: 'node-under-test',
-    args: ['--expose-gc', bundlePath],
+    args: ['--expose-gc', ...(options.nodeFlags ?? []), bundlePath],
     env: localNodeEnv(options),
     startTimeoutMs: 20_000,
   });
@@ -47,7 +47,7 @@ export async function startLocalShape(options: ShapeOptions): Promise<NodeUnderT
 
   return {
     url,
-    description: `local shape, node pid ${child.hello.pid}, bundled, node --expose-gc`,
+    description: `local shape, node pid ${child.hello.pid}, bundled, node ${['--expose-gc', ...(options.nodeFlags ?? [])].join(' ')}`,
     publish: (body) => publisher.post(JSON.stringify(body)),
     memory: async () => {
       const { memory } = await sample('gc');

@@ -17,6 +17,14 @@ function profilePhase(raw: string | undefined): ProfilePhase | undefined {
   throw new UsageError(`--profile takes connect or sustained, got "${raw}"`);
 }
 
+/** `--node-flags`: whitespace-separated, each a `--flag` (a bare word would be taken for the script to run). */
+export function nodeFlags(raw: string | undefined): string[] {
+  const flags = (raw ?? '').split(/\s+/).filter(Boolean);
+  const bad = flags.find((flag) => !/^--[a-z0-9][a-z0-9_-]*(=\S+)?$/i.test(flag));
+  if (bad !== undefined) throw new UsageError(`--node-flags takes flags such as --max-semi-space-size=32, got "${bad}"`);
+  return flags;
+}
+
 /** The phases `--profile` can record: opening the streams, or the sustained deliveries. */
 export type ProfilePhase = 'connect' | 'sustained';
 
@@ -37,6 +45,8 @@ export interface BenchOptions {
   readonly ttl: number | undefined;
   /** Write a CPU profile of the node during this phase (local shape). */
   readonly profile: ProfilePhase | undefined;
+  /** Extra `node` flags for the local shape's node (V8's too), e.g. `--max-semi-space-size=32`. */
+  readonly nodeFlags: readonly string[];
   /** Nodes of the cluster or redis shape. */
   readonly nodes: number;
   /** How the cluster shape publishes. */
@@ -99,6 +109,9 @@ export const USAGE = `npm run bench -- [flags]
   --cost-only         cluster shape: open the streams, then run only the cost phase
   --profile PHASE     write a V8 CPU profile of the node during one phase, connect (opening the streams) or
                       sustained, and list the top self-time functions
+  --node-flags=F…     extra flags for the local shape's node process, V8's included, space-separated,
+                      after "=" (e.g. --node-flags="--max-semi-space-size=32 --trace-gc"); also Herald's
+                      node under --compare
   --json              also print the results as JSON (JSON on stdout, everything else on stderr)
 `;
 
@@ -146,6 +159,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
       rate: { type: 'string' },
       ttl: { type: 'string' },
       profile: { type: 'string' },
+      'node-flags': { type: 'string' },
       nodes: { type: 'string' },
       'publish-via': { type: 'string' },
       'cost-count': { type: 'string' },
@@ -222,6 +236,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     rate: rateRaw === undefined ? undefined : int(values, 'rate', 0, 1, 10_000_000),
     ttl: values.ttl === undefined ? undefined : int(values, 'ttl', 0, 0, 7 * 24 * 3600),
     profile: profilePhase(values.profile),
+    nodeFlags: nodeFlags(values['node-flags']),
     nodes,
     publishVia,
     costCount,

@@ -238,6 +238,7 @@ async function main(): Promise<number> {
       buildDir: bundles.dir,
       nodes: options.nodes,
       publishVia: options.publishVia,
+      nodeFlags: options.nodeFlags,
     };
     if (options.compare) {
       // Before Herald's run, so a missing package or too many streams for nginx fails at once.

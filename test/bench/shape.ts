@@ -128,6 +128,8 @@ export interface ShapeOptions {
   readonly nodes: number;
   /** How the cluster shape publishes: the Lambda handler (→ SNS → SQS → node) or a node's POST /publish. */
   readonly publishVia: 'lambda' | 'http';
+  /** Extra `node` flags for the local shape's node process (`--node-flags`). */
+  readonly nodeFlags?: readonly string[];
 }
 
 export type Shape = (options: ShapeOptions) => Promise<NodeUnderTest>;
