@@ -79,6 +79,10 @@ async function openStreams(target: Target, bearers: readonly string[]): Promise<
       const socket = connect(port, '127.0.0.1', () => socket.write(request(index)));
       sockets.push(socket);
       socket.once('error', reject);
+      let answered = false;
+      socket.once('close', () => {
+        if (!answered) reject(new Error(`the server closed stream ${index} before answering it`));
+      });
       // A mark split across two reads is found in the carried tail.
       let tail = '';
       socket.on('data', (data: Buffer) => {
@@ -87,6 +91,7 @@ async function openStreams(target: Target, bearers: readonly string[]): Promise<
         tail = text.slice(-(MARK.length - 1));
       });
       socket.once('data', () => {
+        answered = true;
         open++;
         if (open === count) resolve();
         else next();
@@ -141,6 +146,8 @@ async function publishAll(target: Target, users: number, posts: number, connecti
         }
       });
       socket.once('error', reject);
+      // After the last answer this is a no-op; before it, the run would otherwise wait for ever.
+      socket.once('close', () => reject(new Error(`the server closed a publishing connection after ${sent} of ${posts} POSTs`)));
       socket.once('connect', post);
     });
   await Promise.all(Array.from({ length: connections }, one));
