@@ -8,6 +8,7 @@ import { frameEvent, frameReplaced } from '../protocol/sse-frame';
 import type { TabPolicy } from '../protocol/stream-terms';
 import { chunk } from './http-stream-sink';
 import { FakeSink, TEST_LIMITS, manualClock, recordingLog } from './fakes';
+import type { Connection } from './connection';
 import { Hub } from './hub';
 import { NodeMetrics } from './metrics';
 import { START_POSITION_MARGIN_MS, STREAM_HEADERS, StreamOpener, type StreamResponse } from './open-stream';
@@ -179,6 +180,19 @@ function record(connectionId: string, nodeId = 'n2'): ConnectionRecord {
 }
 
 /** The refusal a promise rejected with. */
+/**
+ * Opens a stream whose claim stays in flight until `meanwhile` has run (a
+ * drain, a newer tab, a gone client), then answers it with `displaced`.
+ */
+function openDuringClaim(s: ReturnType<typeof setup>, meanwhile: (connection: Connection) => void, displaced: ConnectionRecord[] = []): ReturnType<ReturnType<typeof setup>['open']> {
+  const claim = deferred<ClaimResult>();
+  s.owners.answer = () => claim.promise;
+  const opening = s.open();
+  meanwhile(opening.connection);
+  claim.resolve({ ok: true, displaced });
+  return opening;
+}
+
 async function refusalOf(promise: Promise<unknown>): Promise<HeraldError> {
   const error: unknown = await promise.then(
     () => undefined,
@@ -293,11 +307,7 @@ describe('StreamOpener.openStream', () => {
 
   it('refuses with draining when the drain began during the claim, and has the displaced tabs reclaim their place', async () => {
     const s = setup();
-    const claim = deferred<ClaimResult>();
-    s.owners.answer = () => claim.promise;
-    const { opened, connection, exchange } = s.open();
-    s.drain();
-    claim.resolve({ ok: true, displaced: [record('old')] });
+    const { opened, connection, exchange } = openDuringClaim(s, () => s.drain(), [record('old')]);
     const refusal = await refusalOf(opened);
     expect([refusal.code, refusal.details.retryAfterMs]).toEqual(['draining', 1000]);
     expect(s.displaced).toEqual([{ connectionId: 'old', by: connection.id, reclaim: true }]);
@@ -306,11 +316,7 @@ describe('StreamOpener.openStream', () => {
 
   it('answers a stream replaced by an even newer tab during its claim with replaced, and still tells the older tabs replaced', async () => {
     const s = setup();
-    const claim = deferred<ClaimResult>();
-    s.owners.answer = () => claim.promise;
-    const { opened, connection, exchange } = s.open();
-    connection.close('replaced', chunk(frameReplaced(connection.id)));
-    claim.resolve({ ok: true, displaced: [record('old')] });
+    const { opened, connection, exchange } = openDuringClaim(s, (c) => c.close('replaced', chunk(frameReplaced(c.id))), [record('old')]);
     await opened;
     expect([exchange.status, exchange.headers, exchange.body]).toEqual([200, STREAM_HEADERS, frameReplaced(connection.id)]);
     expect(s.displaced).toEqual([{ connectionId: 'old', by: connection.id, reclaim: false }]);
@@ -321,11 +327,7 @@ describe('StreamOpener.openStream', () => {
   it('answers a stream told to reclaim during its claim with a closing it reconnects after, and releases its record', async () => {
     vi.spyOn(Math, 'random').mockReturnValue(0.5);
     const s = setup();
-    const claim = deferred<ClaimResult>();
-    s.owners.answer = () => claim.promise;
-    const { opened, connection, exchange } = s.open();
-    connection.close('reclaim');
-    claim.resolve({ ok: true, displaced: [] });
+    const { opened, connection, exchange } = openDuringClaim(s, (c) => c.close('reclaim'));
     await opened;
     expect([exchange.status, exchange.body]).toEqual([200, 'retry: 200\n\nevent: closing\ndata: {"reason":"reclaim"}\n\n']);
     expect(s.owners.released).toContain(connection.id);
@@ -333,11 +335,7 @@ describe('StreamOpener.openStream', () => {
 
   it('refuses with draining a stream the stopping node closed during its claim', async () => {
     const s = setup();
-    const claim = deferred<ClaimResult>();
-    s.owners.answer = () => claim.promise;
-    const { opened, connection, exchange } = s.open();
-    connection.close('draining');
-    claim.resolve({ ok: true, displaced: [] });
+    const { opened, connection, exchange } = openDuringClaim(s, (c) => c.close('draining'));
     expect((await refusalOf(opened)).code).toBe('draining');
     expect(exchange.calls).toEqual([]);
     expect(s.owners.released).toContain(connection.id);
@@ -345,11 +343,7 @@ describe('StreamOpener.openStream', () => {
 
   it('answers nothing for a client gone during the claim, and releases its record', async () => {
     const s = setup();
-    const claim = deferred<ClaimResult>();
-    s.owners.answer = () => claim.promise;
-    const { opened, connection, exchange } = s.open();
-    connection.close('client_closed');
-    claim.resolve({ ok: true, displaced: [] });
+    const { opened, connection, exchange } = openDuringClaim(s, (c) => c.close('client_closed'));
     await opened;
     expect(exchange.calls).toEqual([]);
     expect(exchange.sink.destroyed).toBe(true);
