@@ -14,6 +14,8 @@ import { Hono } from 'hono';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { loadConfig } from '../../services/node/config';
+import { chunk } from '../../services/node/http-stream-sink';
+import { STREAM_HEADERS } from '../../services/node/open-stream';
 import { composeLocal } from '../../services/node/compose';
 import { startHerald } from '../../services/node/server';
 import { createLogger } from '../../services/shared/log';
@@ -24,13 +26,9 @@ export type FloorMode = (typeof FLOOR_MODES)[number];
 export const FLOOR_SECRET = 'http-floor-secret-of-at-least-32-bytes';
 export const FLOOR_PUBLISH_TOKEN = 'http-floor-publish-token-of-at-least-32-bytes';
 
-const HEADERS = { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', 'X-Accel-Buffering': 'no' };
+/** Herald's own stream headers and chunk framing, so the floors write what a node writes. */
+const HEADERS = STREAM_HEADERS;
 const READY = 'retry: 1000\nevent: ready\ndata: {"connectionId":"AAAAAAAAAAAA","nodeId":"floor"}\n\n';
-
-/** One SSE frame as an HTTP/1.1 chunk, as Herald frames it. */
-function chunk(frame: string): Buffer {
-  return Buffer.from(`${Buffer.byteLength(frame).toString(16)}\r\n${frame}\r\n`);
-}
 const READY_CHUNK = chunk(READY);
 
 /** As Herald's opener writes a stream's start: headers through the response, the first chunk on the corked socket. */

@@ -27,6 +27,7 @@ import { parseArgs } from 'node:util';
 import { SignJWT } from 'jose';
 import { FLOOR_MODES, FLOOR_PUBLISH_TOKEN, FLOOR_SECRET, serveFloor, type FloorMode } from './floor-servers';
 import { nchanPreflight, startNchanTarget } from './nchan-target';
+import { intFlag } from './options';
 import { installExitGuards } from './processes';
 
 const PHASES = ['accept', 'publish'] as const;
@@ -245,12 +246,6 @@ async function stop(child: ChildProcess): Promise<void> {
 /** The publish phase's keep-alive connections, as many as the bench's publisher uses. */
 const PUBLISH_CONNECTIONS = 4;
 
-function wholeNumber(raw: string | undefined, fallback: number, max: number, flag: string): number {
-  const value = Number(raw ?? fallback);
-  if (!Number.isInteger(value) || value < 1 || value > max) throw new Error(`${flag} must be a whole number from 1 to ${max}`);
-  return value;
-}
-
 const { values } = parseArgs({
   options: { serve: { type: 'string' }, phase: { type: 'string' }, connections: { type: 'string' }, posts: { type: 'string' }, runs: { type: 'string' }, servers: { type: 'string' } },
 });
@@ -260,9 +255,9 @@ if (values.serve !== undefined) {
 } else {
   const phases = values.phase === undefined ? PHASES : [values.phase as Phase];
   if (!phases.every((phase) => PHASES.includes(phase))) throw new Error(`--phase takes ${PHASES.join(' or ')}`);
-  const count = wholeNumber(values.connections, 10_000, 19_000, '--connections');
-  const posts = wholeNumber(values.posts, 20_000, 1_000_000, '--posts');
-  const runs = wholeNumber(values.runs, 3, 20, '--runs');
+  const count = intFlag(values, 'connections', 10_000, 1, 19_000);
+  const posts = intFlag(values, 'posts', 20_000, 1, 1_000_000);
+  const runs = intFlag(values, 'runs', 3, 1, 20);
   const targets = (values.servers?.split(',') ?? FLOOR_MODES) as TargetName[];
   if (targets.length === 0 || !targets.every((name) => TARGETS.includes(name))) throw new Error(`--servers takes a comma-separated list of ${TARGETS.join(', ')}`);
   if (targets.includes('nchan')) {

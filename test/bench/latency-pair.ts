@@ -20,7 +20,7 @@ import { buildBundles, type Bundles } from './build';
 import { ClientFleet } from './client-fleet';
 import { startLocalShape } from './local-shape';
 import { nchanPreflight, startNchanTarget } from './nchan-target';
-import { nodeFlags } from './options';
+import { intFlag, nodeFlags } from './options';
 import { unicastLatency, type BenchContext } from './phases';
 import { installExitGuards, stopAll } from './processes';
 import type { NodeUnderTest, ShapeOptions } from './shape';
@@ -29,20 +29,15 @@ import { LatencyHistogram, formatUs, markdownTable } from './stats';
 const log = (line: string): void => void process.stderr.write(`[latency-pair] ${line}\n`);
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-function wholeNumber(raw: string | undefined, fallback: number, min: number, max: number, flag: string): number {
-  const value = Number(raw ?? fallback);
-  if (!Number.isInteger(value) || value < min || value > max) throw new Error(`${flag} must be a whole number from ${min} to ${max}`);
-  return value;
-}
 
 const { values } = parseArgs({
   options: { connections: { type: 'string' }, samples: { type: 'string' }, block: { type: 'string' }, clients: { type: 'string' }, 'node-flags': { type: 'string' } },
 });
 // Each server's streams are held by its own clients; nginx's worker and the node each hold all of one side.
-const connections = wholeNumber(values.connections, 10_000, 1, 18_000, '--connections');
-const samples = wholeNumber(values.samples, 2_000, 100, 100_000, '--samples');
-const block = wholeNumber(values.block, 100, 10, 10_000, '--block');
-const clients = wholeNumber(values.clients, 2, 1, 8, '--clients');
+const connections = intFlag(values, 'connections', 10_000, 1, 18_000);
+const samples = intFlag(values, 'samples', 2_000, 100, 100_000);
+const block = intFlag(values, 'block', 100, 10, 10_000);
+const clients = intFlag(values, 'clients', 2, 1, 8);
 /** Extra flags for Herald's node, as `npm run bench -- --node-flags`. */
 const flags = nodeFlags(values['node-flags']);
 

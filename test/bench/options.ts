@@ -119,7 +119,8 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-function int(values: Readonly<Record<string, string | boolean | undefined>>, name: string, fallback: number, min: number, max: number): number {
+/** A whole-number flag `--<name>` from parsed values, within [min, max]; `fallback` when absent. */
+export function intFlag(values: Readonly<Record<string, string | boolean | undefined>>, name: string, fallback: number, min: number, max: number): number {
   const raw = values[name];
   if (raw === undefined) return fallback;
   const n = Number(raw);
@@ -183,14 +184,14 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
   if (!cluster && values['publish-via'] !== undefined) throw new UsageError('--publish-via goes with --shape cluster (the redis shape publishes with POST /publish)');
   const costFlags = (['cost-count', 'cost-rate', 'cost-idle', 'cost-only'] as const).filter((name) => values[name] !== undefined);
   if (!cluster && costFlags.length > 0) throw new UsageError(`--${costFlags[0]!} goes with --shape cluster: only it has AWS requests to count`);
-  const costCount = int(values, 'cost-count', cluster ? COST_DEFAULTS.count : 0, 0, 100_000);
+  const costCount = intFlag(values, 'cost-count', cluster ? COST_DEFAULTS.count : 0, 0, 100_000);
   const costOnly = values['cost-only'] ?? false;
   if (costOnly && costCount === 0) throw new UsageError('--cost-only with --cost-count 0 would measure nothing');
-  const nodes = int(values, 'nodes', CLUSTER_DEFAULTS.nodes, 1, 16);
+  const nodes = intFlag(values, 'nodes', CLUSTER_DEFAULTS.nodes, 1, 16);
   const publishVia = values['publish-via'] ?? 'lambda';
   if (publishVia !== 'lambda' && publishVia !== 'http') throw new UsageError('--publish-via must be lambda or http');
-  const connections = int(values, 'connections', multiNode ? CLUSTER_DEFAULTS.connections : 10_000, 1, 100_000);
-  const clients = int(values, 'clients', Math.min(4, connections), 1, 200);
+  const connections = intFlag(values, 'connections', multiNode ? CLUSTER_DEFAULTS.connections : 10_000, 1, 100_000);
+  const clients = intFlag(values, 'clients', Math.min(4, connections), 1, 200);
   if (Math.ceil(connections / clients) > MAX_STREAMS_PER_CLIENT) {
     throw new UsageError(`--clients ${clients} would put more than ${MAX_STREAMS_PER_CLIENT} streams in one process (20,000 open files each): use --clients ${Math.ceil(connections / MAX_STREAMS_PER_CLIENT)} or more`);
   }
@@ -219,7 +220,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
   }
   const nchan = shape === 'nchan';
   if (nchan && values.ttl !== undefined) throw new UsageError('--ttl does not go with --shape nchan: Nchan keeps messages as its config says (100 per channel for an hour)');
-  const batch = int(values, 'batch', nchan ? 1 : 100, 1, 100);
+  const batch = intFlag(values, 'batch', nchan ? 1 : 100, 1, 100);
   if (nchan && batch !== 1) throw new UsageError('--shape nchan publishes one message per POST: --batch 1');
 
   return {
@@ -227,21 +228,21 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     clients,
     shape,
     target,
-    durationS: int(values, 'duration', 10, 1, 300),
+    durationS: intFlag(values, 'duration', 10, 1, 300),
     json: values.json ?? false,
-    samples: int(values, 'samples', multiNode ? CLUSTER_DEFAULTS.samples : 2000, 1, 100_000),
-    rounds: int(values, 'rounds', 10, 1, 100),
-    publishers: int(values, 'publishers', 4, 1, 64),
+    samples: intFlag(values, 'samples', multiNode ? CLUSTER_DEFAULTS.samples : 2000, 1, 100_000),
+    rounds: intFlag(values, 'rounds', 10, 1, 100),
+    publishers: intFlag(values, 'publishers', 4, 1, 64),
     batch,
-    rate: rateRaw === undefined ? undefined : int(values, 'rate', 0, 1, 10_000_000),
-    ttl: values.ttl === undefined ? undefined : int(values, 'ttl', 0, 0, 7 * 24 * 3600),
+    rate: rateRaw === undefined ? undefined : intFlag(values, 'rate', 0, 1, 10_000_000),
+    ttl: values.ttl === undefined ? undefined : intFlag(values, 'ttl', 0, 0, 7 * 24 * 3600),
     profile: profilePhase(values.profile),
     nodeFlags: nodeFlags(values['node-flags']),
     nodes,
     publishVia,
     costCount,
-    costRate: int(values, 'cost-rate', COST_DEFAULTS.rate, 1, 100_000),
-    costIdleS: int(values, 'cost-idle', COST_DEFAULTS.idleS, 0, 300),
+    costRate: intFlag(values, 'cost-rate', COST_DEFAULTS.rate, 1, 100_000),
+    costIdleS: intFlag(values, 'cost-idle', COST_DEFAULTS.idleS, 0, 300),
     costOnly,
     shapeDefaults,
     compare: compare as BenchOptions['compare'],
