@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { CloseReason } from '../protocol/stream-terms';
-import { Connection, type BackpressureLimits, type StreamSink } from './connection';
+import { Connection, type BackpressureLimits } from './connection';
+import { FakeSink } from './fakes';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -9,73 +10,45 @@ function bytes(text: string): Uint8Array {
   return encoder.encode(text);
 }
 
-type SinkEvent = 'drain' | 'close';
-
 /**
- * Records every call in order. `writableLength` is what the test sets: a
- * client that reads keeps it at 0, a stuck one lets it grow. `drain` and
- * `close` fire only when the test says so, as a socket's would when the
- * client reads again or goes away.
+ * The shared fake socket, also recording every call in order. `writableLength`
+ * is what the test sets: a client that reads keeps it at 0, a stuck one lets
+ * it grow. `drain` and `close` fire only when the test says so, as a socket's
+ * would when the client reads again or goes away.
  */
-class FakeSink implements StreamSink {
+class CallSink extends FakeSink {
   readonly calls: string[] = [];
-  writableLength = 0;
   /** When set, every write adds its bytes to `writableLength`, as a socket that never drains. */
   growOnWrite = false;
 
-  /** A socket refuses writes (and owes a `drain`) once anything is queued. */
-  get writableNeedDrain(): boolean {
-    return this.writableLength > 0;
-  }
-  private listeners: Record<SinkEvent, Array<() => void>> = { drain: [], close: [] };
-
-  write(chunk: Uint8Array): boolean {
+  override write(chunk: Uint8Array): boolean {
     this.calls.push(`write ${decoder.decode(chunk)}`);
     if (this.growOnWrite) this.writableLength += chunk.byteLength;
-    return true;
+    return super.write(chunk);
   }
 
-  end(chunk?: Uint8Array): void {
+  override end(chunk?: Uint8Array): void {
     this.calls.push(chunk === undefined ? 'end' : `end ${decoder.decode(chunk)}`);
+    super.end(chunk);
   }
 
-  destroy(): void {
+  override destroy(): void {
     this.calls.push('destroy');
+    super.destroy();
   }
 
-  cork(): void {
+  override cork(): void {
     this.calls.push('cork');
   }
 
-  uncork(): void {
+  override uncork(): void {
     this.calls.push('uncork');
-  }
-
-  once(event: SinkEvent, listener: () => void): this {
-    this.listeners[event].push(listener);
-    return this;
-  }
-
-  removeListener(event: SinkEvent, listener: () => void): this {
-    this.listeners[event] = this.listeners[event].filter((l) => l !== listener);
-    return this;
-  }
-
-  listenerCount(event: SinkEvent): number {
-    return this.listeners[event].length;
   }
 
   /** The client read everything: the backlog is empty and `drain` fires. */
   drain(): void {
     this.writableLength = 0;
     this.emit('drain');
-  }
-
-  /** Fires `event` once, as `once` listeners do. */
-  emit(event: SinkEvent): void {
-    const listeners = this.listeners[event];
-    this.listeners[event] = [];
-    for (const listener of listeners) listener();
   }
 
   get written(): string[] {
@@ -88,10 +61,10 @@ const LIMITS: BackpressureLimits = { maxQueuedBytes: 100, hardQueuedBytes: 800, 
 
 function setup(limits: Partial<BackpressureLimits> = {}): {
   connection: Connection;
-  sink: FakeSink;
+  sink: CallSink;
   closes: [Connection, CloseReason][];
 } {
-  const sink = new FakeSink();
+  const sink = new CallSink();
   const closes: [Connection, CloseReason][] = [];
   const connection = new Connection('c1', 'alice', '127.0.0.1', 10_000, 1_000, sink, { ...LIMITS, ...limits }, (c, reason) => closes.push([c, reason]));
   return { connection, sink, closes };
@@ -599,7 +572,7 @@ describe('Connection', () => {
   describe('discard', () => {
     it('forgets a pending connection without touching the sink or calling onClosed', () => {
       const onClosed = vi.fn();
-      const sink = new FakeSink();
+      const sink = new CallSink();
       const connection = new Connection('c1', 'alice', '127.0.0.1', 10_000, 1_000, sink, LIMITS, onClosed);
       connection.push(bytes('e1'), 'id1');
       connection.discard();

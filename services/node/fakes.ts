@@ -57,6 +57,10 @@ export class FakeSink implements StreamSink {
     return this;
   }
 
+  listenerCount(event: SinkEvent): number {
+    return this.listeners[event].length;
+  }
+
   /** Fires `event` once, as `once` listeners do. */
   emit(event: SinkEvent): void {
     const listeners = this.listeners[event];
